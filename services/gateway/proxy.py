@@ -1,0 +1,110 @@
+"""HTTP proxying to the owning service: one pooled client per service, streamed request bodies,
+the caller's credentials and a correlation id passed on, failures answered as problems."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response
+
+from services.gateway.routing import owner_of
+from shared.errors import ProblemError, problem_response
+from shared.observability import CORRELATION_HEADER, correlation_id_var
+
+log = logging.getLogger(__name__)
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and ones the gateway sets itself.
+_DROP_REQUEST = {
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-forwarded-for",
+    CORRELATION_HEADER.lower(),
+}
+_DROP_RESPONSE = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "server",
+    "date",
+    "x-server-time",
+    CORRELATION_HEADER.lower(),
+}
+
+
+class Upstreams:
+    """The pooled clients, one per service; ``transports`` swaps in in-process apps (embedded mode)."""
+
+    def __init__(
+        self, urls: dict[str, str], timeout: float, transports: dict[str, httpx.AsyncBaseTransport] | None = None
+    ) -> None:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        self.clients: dict[str, httpx.AsyncClient] = {}
+        for name, url in urls.items():
+            transport = (transports or {}).get(name)
+            self.clients[name] = httpx.AsyncClient(
+                base_url=url if transport is None else f"http://{name}",
+                transport=transport,
+                timeout=httpx.Timeout(timeout, connect=3.0),
+                limits=limits,
+                follow_redirects=False,
+            )
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+
+async def _limited_body(request: Request, limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise ProblemError(413, "payload_too_large", f"the request body exceeds {limit} bytes")
+        yield chunk
+
+
+async def forward(request: Request, upstreams: Upstreams, max_body: int) -> Response:
+    service = owner_of(request.url.path)
+    if service is None:
+        return problem_response(404, "not_found", "no such endpoint")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body:
+        return problem_response(413, "payload_too_large", f"the request body exceeds {max_body} bytes")
+
+    headers: dict[str, Any] = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+    headers[CORRELATION_HEADER] = correlation_id_var.get() or ""
+    headers["X-Forwarded-For"] = request.client.host if request.client else "unknown"
+    headers["X-Forwarded-Proto"] = request.url.scheme
+    has_body = request.method in ("POST", "PUT", "PATCH", "DELETE")
+    client = upstreams.clients[service]
+    upstream = client.build_request(
+        request.method,
+        request.url.path,
+        params=request.url.query.encode() if request.url.query else None,
+        headers=headers,
+        content=_limited_body(request, max_body) if has_body else None,
+    )
+    try:
+        response = await client.send(upstream)
+    except ProblemError as exc:
+        return problem_response(exc.status, exc.code, exc.detail)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+        log.warning("%s unreachable: %s", service, exc)
+        return problem_response(503, "service_unavailable", f"the {service} service is unavailable; try again shortly")
+    except httpx.TimeoutException:
+        return problem_response(504, "upstream_timeout", f"the {service} service did not answer in time")
+    kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE}
+    return Response(content=response.content, status_code=response.status_code, headers=kept)

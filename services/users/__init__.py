@@ -1,0 +1,1 @@
+"""Users service: accounts, login, tokens (JWKS), profiles and avatars."""

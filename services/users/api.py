@@ -1,0 +1,120 @@
+"""Thin HTTP routers of the users service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from services.users.schemas import (
+    AvatarResponse,
+    LoginRequest,
+    Me,
+    PublicUser,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPair,
+    UserCard,
+)
+from services.users.service import UsersService
+from shared.auth import CurrentUser
+from shared.errors import NotFound, ProblemError, problem_response
+from shared.images import process_upload
+from shared.pagination import Cursor, Limit, Page
+from shared.runtime import ReadSession, WriteSession
+
+router = APIRouter()
+
+DEFAULT_AVATAR = Path(__file__).parent / "static" / "default-avatar.svg"
+
+
+def users_service(request: Request) -> UsersService:
+    return request.app.state.users  # type: ignore[no-any-return]
+
+
+Service = Annotated[UsersService, Depends(users_service)]
+
+
+def client_address(request: Request) -> str:
+    # Behind the gateway the caller's address arrives in X-Forwarded-For (the gateway sets it).
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",")[0].strip()[:64]
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/api/auth/register", status_code=201, response_model=Me)
+async def register(body: RegisterRequest, session: WriteSession, users: Service) -> Me:
+    return await users.register(session, body)
+
+
+@router.post("/api/auth/login", response_model=TokenPair, responses={401: {}, 429: {}})
+async def login(
+    body: LoginRequest, request: Request, session: WriteSession, users: Service
+) -> TokenPair | JSONResponse:
+    result = await users.login(session, body.username, body.password, client_address(request))
+    if isinstance(result, ProblemError):
+        # Returned, not raised: the failure just recorded must commit for throttling to count it.
+        response = problem_response(result.status, result.code, result.detail, **result.extra)
+        if result.status == 429:
+            response.headers["Retry-After"] = str(result.extra.get("retry_after", 60))
+        return response
+    return result
+
+
+@router.post("/api/auth/refresh", response_model=TokenPair)
+async def refresh(body: RefreshRequest, session: ReadSession, users: Service) -> TokenPair:
+    return await users.refresh(session, body.refresh_token)
+
+
+@router.get("/api/auth/jwks.json")
+async def jwks(users: Service, response: Response) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return users.tokens.jwks
+
+
+@router.get("/api/users/me", response_model=Me)
+async def me(principal: CurrentUser, session: ReadSession, users: Service) -> Me:
+    return await users.me(session, await users.current(session, principal.id))
+
+
+@router.get("/api/users", response_model=Page[UserCard])
+async def search(
+    session: ReadSession,
+    users: Service,
+    q: Annotated[str, Query(max_length=64)] = "",
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[UserCard]:
+    return await users.search(session, q, cursor, limit)
+
+
+@router.get("/api/users/{user_id}", response_model=PublicUser)
+async def profile(user_id: int, session: ReadSession, users: Service) -> PublicUser:
+    return await users.public(session, user_id)
+
+
+@router.put("/api/users/me/avatar", response_model=AvatarResponse)
+async def set_avatar(
+    principal: CurrentUser, session: WriteSession, users: Service, file: Annotated[UploadFile, File()]
+) -> AvatarResponse:
+    user = await users.current(session, principal.id)
+    content = await process_upload(file, max_side=512)
+    return AvatarResponse(avatar_url=await users.set_avatar(session, user, content))
+
+
+@router.get("/media/avatars/default.svg", include_in_schema=False)
+async def default_avatar() -> FileResponse:
+    return FileResponse(DEFAULT_AVATAR, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/media/avatars/{name}", include_in_schema=False)
+async def avatar_file(name: str, users: Service) -> FileResponse:
+    if "/" in name or name.startswith(".") or not name.endswith(".jpg"):
+        raise NotFound("file")
+    path = users.images.root / "avatars" / name
+    if not path.is_file():
+        raise NotFound("file")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=31536000, immutable"})

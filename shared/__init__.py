@@ -1,0 +1,1 @@
+"""The small library every service uses: settings, database, events, bus, outbox, auth, errors."""

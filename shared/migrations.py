@@ -1,0 +1,53 @@
+"""The Alembic environment every service's ``migrations/env.py`` delegates to.
+
+Migrations run with an async engine through ``run_sync``; the URL comes from the caller
+(``shared.db.run_migrations``) or from ``DATABASE_URL`` + the service name for the alembic CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+#: Key of the PostgreSQL advisory lock that keeps replicas starting together from migrating at once.
+MIGRATION_LOCK_KEY = 7_300_451
+
+
+def _do_run(connection: Connection, metadata: MetaData | list[MetaData]) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async(url: URL, metadata: MetaData | list[MetaData]) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_do_run, metadata)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_env(metadata: MetaData | list[MetaData]) -> None:
+    url = context.config.attributes.get("database_url")
+    if url is None:
+        raise RuntimeError("run migrations through shared.db.run_migrations (`python -m services migrate`)")
+    if context.is_offline_mode():
+        context.configure(url=str(url), target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    # Alembic's command API is synchronous and is called from a worker thread: give it its own loop.
+    asyncio.run(_run_async(url, metadata))

@@ -1,0 +1,120 @@
+"""Structured logs with a correlation id, Prometheus metrics, and the health endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+#: The correlation id of the request or event being handled; set by the middleware and the consumer wrapper.
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+CORRELATION_HEADER = "X-Correlation-ID"
+SERVER_TIME_HEADER = "X-Server-Time"
+
+# Metrics are process-wide; the ``service`` label tells the embedded mode's services apart.
+http_requests = Counter("http_requests_total", "HTTP requests handled", ["service", "method", "status"])
+http_latency = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+events_published = Counter("events_published_total", "Events published from the outbox", ["producer", "type"])
+events_consumed = Counter("events_consumed_total", "Events applied by a consumer", ["consumer", "type"])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": correlation_id_var.get(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika", "httpx", "httpcore", "pika", "dramatiq"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def server_time() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RequestContextMiddleware(BaseHTTPMiddleware):
+    """Correlation id in and out, ``X-Server-Time`` on every response, request metrics."""
+
+    def __init__(self, app: object, service: str) -> None:
+        super().__init__(app)  # type: ignore[arg-type]
+        self.service = service
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        correlation_id = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
+        token = correlation_id_var.set(correlation_id[:64])
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id_var.reset(token)
+        http_latency.labels(self.service, request.method).observe(time.perf_counter() - started)
+        http_requests.labels(self.service, request.method, str(response.status_code)).inc()
+        response.headers[CORRELATION_HEADER] = correlation_id[:64]
+        response.headers[SERVER_TIME_HEADER] = server_time()
+        return response
+
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+    """``/healthz`` (the process answers), ``/readyz`` (its dependencies answer), ``/metrics``."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        results = {name: await check() for name, check in checks.items()}
+        ok = all(results.values())
+        body: dict[str, object] = {"status": "ok" if ok else "unavailable", "checks": results}
+        if not ok:
+            body |= {"type": "about:blank", "title": "Service Unavailable", "code": "not_ready", "status": 503}
+        return JSONResponse(
+            body, status_code=200 if ok else 503, media_type="application/json" if ok else "application/problem+json"
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def instrument(app: FastAPI, service: str) -> None:
+    app.add_middleware(RequestContextMiddleware, service=service)

@@ -1,0 +1,131 @@
+"""Transactional outbox: an event is stored in the same transaction as the state change it reports,
+and a relay publishes it afterwards with publisher confirms, marking it sent only once confirmed.
+
+If the broker is down, events wait in the table and go out when it is back: nothing is lost.
+With several replicas, ``FOR UPDATE SKIP LOCKED`` lets each relay take different rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.bus import Bus
+from shared.db import Database, IdType, UtcDateTime
+from shared.events import Envelope, utcnow
+from shared.observability import correlation_id_var, events_published
+
+#: Tables every service keeps beside its own: include this metadata in each service's migrations.
+infra_metadata = MetaData()
+
+outbox_table = Table(
+    "outbox",
+    infra_metadata,
+    Column("seq", IdType, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("envelope", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True),
+    Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+)
+
+processed_events_table = Table(
+    "processed_events",
+    infra_metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+    Column("processed_at", UtcDateTime(), nullable=False),
+)
+
+
+async def record_event(session: AsyncSession, producer: str, event_type: str, data: dict[str, Any]) -> Envelope:
+    """Add an event to the outbox in the caller's transaction. It is published only if that commits."""
+    envelope = Envelope(type=event_type, producer=producer, data=data, correlation_id=correlation_id_var.get())
+    await session.execute(
+        outbox_table.insert().values(
+            event_id=str(envelope.id),
+            event_type=event_type,
+            envelope=envelope.to_json().decode(),
+            created_at=envelope.occurred_at,
+        )
+    )
+    return envelope
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows. Woken right after a local commit; polls for other processes'."""
+
+    def __init__(self, db: Database, bus: Bus, *, poll_seconds: float = 0.5, batch: int = 200) -> None:
+        self.db = db
+        self.bus = bus
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._wake = asyncio.Event()
+        db.on_commit(self.notify)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """Publish every unpublished row once; return how many went out."""
+        sent = 0
+        while True:
+            async with self.db.transaction(notify=False) as session:
+                query = (
+                    select(outbox_table.c.seq, outbox_table.c.envelope)
+                    .where(outbox_table.c.published_at.is_(None))
+                    .order_by(outbox_table.c.seq)
+                    .limit(self.batch)
+                )
+                if self.db.is_postgres:
+                    query = query.with_for_update(skip_locked=True)
+                rows = (await session.execute(query)).all()
+                if not rows:
+                    return sent
+                done: list[int] = []
+                try:
+                    for seq, raw in rows:
+                        envelope = Envelope.from_json(raw)
+                        await self.bus.publish(envelope)
+                        events_published.labels(envelope.producer, envelope.type).inc()
+                        done.append(seq)
+                finally:
+                    # Mark what the broker confirmed, even if a later publish failed.
+                    if done:
+                        await session.execute(
+                            update(outbox_table).where(outbox_table.c.seq.in_(done)).values(published_at=utcnow())
+                        )
+                sent += len(done)
+            if len(rows) < self.batch:
+                return sent
+
+    async def purge(self, older_than: timedelta = timedelta(days=1)) -> None:
+        async with self.db.transaction(notify=False) as session:
+            await session.execute(
+                delete(outbox_table).where(
+                    outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < utcnow() - older_than
+                )
+            )
+
+    async def run(self) -> None:
+        delay = self.poll_seconds
+        log = logging.getLogger(__name__)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+            try:
+                await self.flush()
+                delay = self.poll_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker or database down: keep the rows, retry later
+                log.warning("outbox relay could not publish yet: %s", exc)
+                delay = min(max(delay * 2, 0.5), 10.0)
