@@ -68,9 +68,15 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.batch = batch
         self._wake = asyncio.Event()
+        self._stopping = False
         db.on_commit(self.notify)
 
     def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the flush in progress (cancelling mid-query can wedge a connection)."""
+        self._stopping = True
         self._wake.set()
 
     async def flush(self) -> int:
@@ -117,10 +123,12 @@ class OutboxRelay:
     async def run(self) -> None:
         delay = self.poll_seconds
         log = logging.getLogger(__name__)
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
                 delay = self.poll_seconds

@@ -89,7 +89,7 @@ async def service_runtime(
         jwks or http_jwks_source(settings.jwks_url), issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
     runtime = ServiceRuntime(settings, db, the_bus, relay, verifier)
-    runtime.background(relay.run(), f"{settings.service_name}-outbox-relay")
+    relay_task = asyncio.create_task(relay.run(), name=f"{settings.service_name}-outbox-relay")
     app.state.runtime = runtime
     app.state.verifier = verifier
     app.state.checks["database"] = db.ping
@@ -97,6 +97,11 @@ async def service_runtime(
     try:
         yield runtime
     finally:
+        relay.stop()
+        try:
+            await asyncio.wait_for(relay_task, timeout=10)
+        except (TimeoutError, Exception):  # noqa: BLE001 - shutting down regardless
+            log.warning("the outbox relay did not stop in time")
         for task in runtime.tasks:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Chat service: one-to-one conversations, unread counts, and the auction winner's message."""
