@@ -73,6 +73,18 @@ class Connection:
         with contextlib.suppress(Exception):
             await self.websocket.close(code=code, reason=reason)
 
+    async def shutdown(self, code: int = 1000, reason: str = "", timeout: float = 2.0) -> None:
+        """Let the writer send what is already queued (an error frame, say), then close the socket."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            try:
+                self._queue.put_nowait(None)
+                await asyncio.wait_for(asyncio.shield(writer), timeout)
+            except (asyncio.QueueFull, TimeoutError):
+                writer.cancel()
+        await self.close(code, reason)
+        await self.stop()
+
     async def stop(self) -> None:
         """Stop the writer task (closing the socket is :meth:`close`'s job)."""
         if self._writer is not None:

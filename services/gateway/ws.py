@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 
 from services.gateway.config import Settings
 from services.gateway.hub import Connection, Hub
@@ -150,7 +149,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             if not bucket.take():
                 strikes += 1
                 if strikes > settings.ws_frames_per_second * 5:
-                    await conn.close(CLOSE_POLICY, "too many frames")
+                    await conn.shutdown(CLOSE_POLICY, "too many frames")
                     break
                 conn.send(_error("rate_limited", "slow down"))
                 continue
@@ -165,6 +164,4 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         hub.unregister(conn)
-        await conn.stop()
-        if websocket.client_state == WebSocketState.CONNECTED:
-            await conn.close()
+        await conn.shutdown()
