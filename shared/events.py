@@ -7,6 +7,7 @@ event's ``data`` lives in ``shared/event_schemas/<name>.json``; ``docs/asyncapi.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from functools import cache
@@ -89,6 +90,11 @@ class Envelope(BaseModel):
 def data_schema(event_type: str) -> dict[str, Any]:
     """The JSON Schema of ``data`` for a catalogued event."""
     return json.loads((SCHEMA_DIR / f"{event_type}.json").read_text())  # type: ignore[no-any-return]
+
+
+def validation_enabled() -> bool:
+    """``EVENTS_VALIDATE=1`` checks every recorded event against its schema (the test suite turns it on)."""
+    return os.environ.get("EVENTS_VALIDATE") == "1"
 
 
 def validate_data(event_type: str, data: dict[str, Any]) -> None:

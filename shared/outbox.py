@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import Bus
 from shared.db import Database, IdType, UtcDateTime
-from shared.events import Envelope, utcnow
+from shared.events import CATALOGUE, Envelope, utcnow, validate_data, validation_enabled
 from shared.observability import correlation_id_var, events_published
 
 #: Tables every service keeps beside its own: include this metadata in each service's migrations.
@@ -47,6 +47,8 @@ processed_events_table = Table(
 
 async def record_event(session: AsyncSession, producer: str, event_type: str, data: dict[str, Any]) -> Envelope:
     """Add an event to the outbox in the caller's transaction. It is published only if that commits."""
+    if event_type in CATALOGUE and validation_enabled():
+        validate_data(event_type, data)
     envelope = Envelope(type=event_type, producer=producer, data=data, correlation_id=correlation_id_var.get())
     await session.execute(
         outbox_table.insert().values(

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+# Every event a service records during the tests is checked against its published schema.
+os.environ["EVENTS_VALIDATE"] = "1"
+
 import asyncpg
 import httpx
 import pytest
