@@ -47,7 +47,7 @@ def pushes(envelope: Envelope) -> Iterator[tuple[str, str, str, dict[str, Any]]]
             if seller is not None:
                 yield f"user.{seller}", "auction.sold", _derived_id(envelope, "auction.sold"), data
         elif seller is not None:
-            yield f"user.{seller}", "auction.unsold", _derived_id(envelope, "auction.unsold"), {"listing_id": listing}
+            yield f"user.{seller}", "auction.unsold", _derived_id(envelope, "auction.unsold"), data
     elif kind in (events.AUCTION_EXTENDED, events.COMMENT_POSTED):
         yield f"listing.{data['listing_id']}", kind, eid, data
     elif kind in (events.LISTING_UPDATED, events.LISTING_DELETED):
