@@ -88,7 +88,7 @@ def test_users_avatar_and_ws_auth_through_the_gateway(any_stack: Stack) -> None:
 def test_live_bid_outbid_close_winner_and_winner_message(any_stack: Stack) -> None:
     http = httpx.Client(base_url=any_stack.base_url, timeout=20)
     seller, seller_user, seller_token = new_user(http)
-    first, first_user, first_token = new_user(http)
+    first, _, first_token = new_user(http)
     second, second_user, _ = new_user(http)
     listing = create_listing(http, seller, duration=4)
     lid = listing["id"]
@@ -105,15 +105,19 @@ def test_live_bid_outbid_close_winner_and_winner_message(any_stack: Stack) -> No
             assert json.loads(await outbid_ws.recv())["type"] == "authed"
             await seller_ws.send(json.dumps({"type": "auth", "token": seller_token}))
             assert json.loads(await seller_ws.recv())["type"] == "authed"
-            r = http.post(f"/api/listings/{lid}/bids", headers=first, json={"amount": "6.00"})
+            r = await asyncio.to_thread(http.post, f"/api/listings/{lid}/bids", headers=first, json={"amount": "6.00"})
             assert r.status_code == 201, r.text
-            low = http.post(f"/api/listings/{lid}/bids", headers=second, json={"amount": "6.00"})
+            low = await asyncio.to_thread(
+                http.post, f"/api/listings/{lid}/bids", headers=second, json={"amount": "6.00"}
+            )
             assert (
                 low.status_code == 409 and low.json()["code"] == "bid_too_low" and low.json()["min_next_bid"] == "6.01"
             )
-            own = http.post(f"/api/listings/{lid}/bids", headers=seller, json={"amount": "100"})
+            own = await asyncio.to_thread(
+                http.post, f"/api/listings/{lid}/bids", headers=seller, json={"amount": "100"}
+            )
             assert own.status_code == 403 and own.json()["code"] == "own_listing"
-            r = http.post(f"/api/listings/{lid}/bids", headers=second, json={"amount": 7.5})
+            r = await asyncio.to_thread(http.post, f"/api/listings/{lid}/bids", headers=second, json={"amount": 7.5})
             assert r.status_code == 201, r.text
             watched = await receive_until(watcher, lambda s: any(m.get("event") == "auction.closed" for m in s))
             outbid = await receive_until(outbid_ws, lambda s: any(m.get("event") == "bid.outbid" for m in s))
