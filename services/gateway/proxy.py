@@ -98,13 +98,22 @@ async def forward(request: Request, upstreams: Upstreams, max_body: int) -> Resp
         content=_limited_body(request, max_body) if has_body else None,
     )
     try:
-        response = await client.send(upstream)
+        try:
+            response = await client.send(upstream)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if has_body:
+                raise
+            # A pooled keep-alive connection the service had already closed: a read is safe to retry once.
+            response = await client.send(upstream)
     except ProblemError as exc:
         return problem_response(exc.status, exc.code, exc.detail)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         log.warning("%s unreachable: %s", service, exc)
         return problem_response(503, "service_unavailable", f"the {service} service is unavailable; try again shortly")
     except httpx.TimeoutException:
         return problem_response(504, "upstream_timeout", f"the {service} service did not answer in time")
+    except httpx.TransportError as exc:
+        log.warning("%s failed mid-request: %s", service, exc)
+        return problem_response(502, "bad_gateway", f"the {service} service dropped the request; try again")
     kept = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE}
     return Response(content=response.content, status_code=response.status_code, headers=kept)

@@ -1,0 +1,1 @@
+"""Listings service: categories, listings, images, watchlists, comments and the live auction projection."""
