@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator, event, text
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.config import ServiceSettings
@@ -83,7 +84,13 @@ def make_engine(url: URL, pool_size: int = 10) -> AsyncEngine:
 
 
 #: Errors that mean "the database is not reachable right now" rather than "this input is wrong".
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, ConnectionError, OSError)
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,  # every pooled connection busy: overload, not bad input
+    ConnectionError,
+    OSError,
+)
 
 
 class Database:

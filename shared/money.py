@@ -37,6 +37,8 @@ def parse_amount(value: Any, maximum: Decimal = MAX_AMOUNT) -> Decimal:
         raise ValueError("must be a finite number")
     if amount > maximum:
         raise ValueError(f"must be at most {maximum}")
+    if amount <= 0:  # before quantize: a huge negative would overflow the context's precision there
+        raise ValueError("must be positive")
     amount = amount.quantize(CENT, rounding=ROUND_HALF_UP)
     if amount <= 0:
         raise ValueError("must be positive")

@@ -161,7 +161,7 @@ def image_loaded(page: Page, selector: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: apt-get install -y chromium"
     with sync_playwright() as playwright:

@@ -1,6 +1,6 @@
 // Index: listing cards with filters (scope, status, category), text search, ending-soon sort, "load more",
 // and live prices/statuses from the `listings` topic.
-import { ApiError, api, isLoggedIn } from './api.js';
+import { ApiError, api, currentUser, isLoggedIn } from './api.js';
 import { setTitle } from './badge.js';
 import { applyListingsEvent, listingCard } from './cards.js';
 import { loadCategories } from './categories.js';
@@ -203,6 +203,7 @@ export function mount(ctx) {
           banner.hidden = true;
         }
         updateSummary();
+        if (!append && filters.scope === 'bids') catchUpWithOwnBids();
       } catch (err) {
         if (!ctx.alive || err.name === 'AbortError') return;
         errorBox.textContent = err instanceof ApiError ? `Could not load listings: ${err.message}` : 'Could not load listings.';
@@ -212,6 +213,23 @@ export function mount(ctx) {
         grid.removeAttribute('aria-busy');
       }
     })();
+  }
+
+  // "My bids" is built by the listings service from bid events, a moment after the bid itself: if one of my
+  // latest bids (straight from the bidding service) is missing here, look again shortly, a few times.
+  let catchUpTries = 0;
+  async function catchUpWithOwnBids() {
+    if (filters.q || filters.status || filters.category || cards.size >= PAGE_SIZE) return;
+    try {
+      const mine = await api.get('/api/bids', { query: { bidder: 'me', limit: 5 }, signal: ctx.signal });
+      const missing = (mine.items || []).some((bid) => !cards.has(Number(bid.listing_id)));
+      if (missing && catchUpTries < 5 && ctx.alive) {
+        catchUpTries += 1;
+        setTimeout(() => { if (ctx.alive) load({ keep: true }); }, 400 * catchUpTries);
+      } else {
+        catchUpTries = 0;
+      }
+    } catch { /* the list stands as loaded */ }
   }
 
   function applyFromForm() {
@@ -265,6 +283,12 @@ export function mount(ctx) {
       return;
     }
     applyListingsEvent(cards, event, data);
+    // My own new bid on a listing not shown yet under "My bids": the listings service records bidders
+    // from the same event, so fetch again shortly rather than show a list that misses it.
+    const me = currentUser();
+    if (event === 'bid.placed' && filters.scope === 'bids' && me && data.bidder_id === me.id && !cards.has(Number(data.listing_id))) {
+      setTimeout(() => { if (ctx.alive) load({ keep: true }); }, 300);
+    }
   });
   ctx.everySecond(() => { for (const card of cards.values()) card.tick(); });
   ctx.onResync(() => load({ keep: true }));
