@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
-from alembic import context
+import sqlalchemy as sa
+from alembic import context, op
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db import UtcDateTime
 
 #: Key of the PostgreSQL advisory lock that keeps replicas starting together from migrating at once.
 MIGRATION_LOCK_KEY = 7_300_451
@@ -51,3 +54,42 @@ def run_env(metadata: MetaData | list[MetaData]) -> None:
         return
     # Alembic's command API is synchronous and is called from a worker thread: give it its own loop.
     asyncio.run(_run_async(url, metadata))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tables of shared.outbox (outbox, processed_events) that every service's database keeps: each service's
+# first migration calls these instead of repeating them.
+
+
+def create_infra_tables() -> None:
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("event_type", sa.String(length=64), nullable=False),
+        sa.Column("envelope", sa.Text(), nullable=False),
+        sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
+        sa.Column("published_at", UtcDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("seq"),
+        sa.UniqueConstraint("event_id"),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_outbox_unpublished", ["seq"], unique=False, postgresql_where=sa.text("published_at IS NULL")
+        )
+
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer", sa.String(length=64), nullable=False),
+        sa.Column("event_id", sa.String(length=36), nullable=False),
+        sa.Column("processed_at", UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+    )
+
+
+def drop_infra_tables() -> None:
+    op.drop_table("processed_events")
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_unpublished", postgresql_where=sa.text("published_at IS NULL"))
+
+    op.drop_table("outbox")

@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The correlation id of the request or event being handled; set by the middleware and the consumer wrapper.
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -65,26 +66,46 @@ def server_time() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class RequestContextMiddleware(BaseHTTPMiddleware):
-    """Correlation id in and out, ``X-Server-Time`` on every response, request metrics."""
+class RequestContextMiddleware:
+    """Correlation id in and out, ``X-Server-Time`` on every response, request metrics.
 
-    def __init__(self, app: object, service: str) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+    Plain ASGI (not ``BaseHTTPMiddleware``): it sits on every request of every service and of the
+    gateway, so it only rewrites the response start and never buffers or re-wraps the body.
+    """
+
+    def __init__(self, app: ASGIApp, service: str, extra_headers: dict[str, str] | None = None) -> None:
+        self.app = app
         self.service = service
+        self.extra_headers = [(k.lower().encode(), v.encode()) for k, v in (extra_headers or {}).items()]
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        correlation_id = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
-        token = correlation_id_var.set(correlation_id[:64])
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(CORRELATION_HEADER)
+        correlation_id = (incoming or uuid.uuid4().hex)[:64]
+        token = correlation_id_var.set(correlation_id)
         started = time.perf_counter()
+        method = scope["method"]
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[CORRELATION_HEADER] = correlation_id
+                headers[SERVER_TIME_HEADER] = server_time()
+                present = {name for name, _ in headers.raw}
+                headers.raw.extend(h for h in self.extra_headers if h[0] not in present)
+            await send(message)
+
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_headers)
         finally:
             correlation_id_var.reset(token)
-        http_latency.labels(self.service, request.method).observe(time.perf_counter() - started)
-        http_requests.labels(self.service, request.method, str(response.status_code)).inc()
-        response.headers[CORRELATION_HEADER] = correlation_id[:64]
-        response.headers[SERVER_TIME_HEADER] = server_time()
-        return response
+            http_latency.labels(self.service, method).observe(time.perf_counter() - started)
+            http_requests.labels(self.service, method, str(status)).inc()
 
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -116,5 +137,5 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
-def instrument(app: FastAPI, service: str) -> None:
-    app.add_middleware(RequestContextMiddleware, service=service)
+def instrument(app: FastAPI, service: str, extra_headers: dict[str, str] | None = None) -> None:
+    app.add_middleware(RequestContextMiddleware, service=service, extra_headers=extra_headers)

@@ -33,6 +33,12 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; style-src 'self'; "
     "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"
 )
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -74,18 +80,9 @@ def create_app(
     app = FastAPI(title="Auction gateway", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.checks = {}
     install_problem_handlers(app)
-    instrument(app, settings.service_name)
+    instrument(app, settings.service_name, SECURITY_HEADERS)
     app.include_router(health_router(app.state.checks))
     app.include_router(ws.router)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
