@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -54,6 +55,41 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
+def _rabbitmq_names(kind: str) -> list[str]:
+    """Queue or exchange names on the local broker (AMQP cannot list them; rabbitmqctl can)."""
+    try:
+        out = subprocess.run(
+            ["rabbitmqctl", "-q", f"list_{kind}", "name"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_broker_objects() -> Iterator[None]:
+    """Every queue and exchange this run declared (named ``test.<run>.``) goes when the run ends."""
+    yield
+    if not _reachable(AMQP_URL, 5672):
+        return
+    marker = f"test.{RUN_PREFIX}."
+
+    async def drop() -> None:
+        import aio_pika
+
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            for name in _rabbitmq_names("queues"):
+                if name.startswith(marker):
+                    await channel.queue_delete(name)
+            for name in _rabbitmq_names("exchanges"):
+                if name.startswith(marker):
+                    await channel.exchange_delete(name)
+
+    asyncio.run(drop())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_databases() -> Iterator[None]:
     yield
@@ -78,8 +114,8 @@ def isolation() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     return {
         "DATABASE_PREFIX": f"{RUN_PREFIX}_{tag}",
-        "QUEUE_PREFIX": f"test.{tag}.",
-        "EVENTS_EXCHANGE": f"test.{tag}.events",
+        "QUEUE_PREFIX": f"test.{RUN_PREFIX}.{tag}.",
+        "EVENTS_EXCHANGE": f"test.{RUN_PREFIX}.{tag}.events",
     }
 
 

@@ -87,8 +87,8 @@ def start_stack(tmp: Path, mode: str, extra_env: dict[str, str] | None = None) -
             "DATABASE_URL": os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             "AMQP_URL": os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             "DATABASE_PREFIX": f"{RUN_PREFIX}_e2e{tag}",
-            "QUEUE_PREFIX": f"test.e2e{tag}.",
-            "EVENTS_EXCHANGE": f"test.e2e{tag}.events",
+            "QUEUE_PREFIX": f"test.{RUN_PREFIX}.e2e{tag}.",
+            "EVENTS_EXCHANGE": f"test.{RUN_PREFIX}.e2e{tag}.events",
             "SERVICES_BASE_PORT": str(free_port_block(4)),
         }
     env |= extra_env or {}
