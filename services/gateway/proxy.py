@@ -3,6 +3,7 @@ the caller's credentials and a correlation id passed on, failures answered as pr
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,26 +45,44 @@ _DROP_RESPONSE = {
 }
 
 
+#: Pools per service. httpcore scans every pooled connection on each request (idle and readable checks),
+#: so one big pool costs O(connections) per request; several small pools taken in turn keep that scan short.
+POOL_SHARDS = 8
+CONNECTIONS_PER_SHARD = 32
+
+
 class Upstreams:
-    """The pooled clients, one per service; ``transports`` swaps in in-process apps (embedded mode)."""
+    """The pooled clients of each service; ``transports`` swaps in in-process apps (embedded mode)."""
 
     def __init__(
         self, urls: dict[str, str], timeout: float, transports: dict[str, httpx.AsyncBaseTransport] | None = None
     ) -> None:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        limits = httpx.Limits(max_connections=CONNECTIONS_PER_SHARD, max_keepalive_connections=CONNECTIONS_PER_SHARD)
+        self._shards: dict[str, itertools.cycle[httpx.AsyncClient]] = {}
+        self._all: list[httpx.AsyncClient] = []
+        #: One client per service for calls that need no sharding (JWKS, OpenAPI).
         self.clients: dict[str, httpx.AsyncClient] = {}
         for name, url in urls.items():
             transport = (transports or {}).get(name)
-            self.clients[name] = httpx.AsyncClient(
-                base_url=url if transport is None else f"http://{name}",
-                transport=transport,
-                timeout=httpx.Timeout(timeout, connect=3.0),
-                limits=limits,
-                follow_redirects=False,
-            )
+            shards = [
+                httpx.AsyncClient(
+                    base_url=url if transport is None else f"http://{name}",
+                    transport=transport,
+                    timeout=httpx.Timeout(timeout, connect=3.0),
+                    limits=limits,
+                    follow_redirects=False,
+                )
+                for _ in range(1 if transport is not None else POOL_SHARDS)
+            ]
+            self._all += shards
+            self._shards[name] = itertools.cycle(shards)
+            self.clients[name] = shards[0]
+
+    def client_for(self, service: str) -> httpx.AsyncClient:
+        return next(self._shards[service])
 
     async def close(self) -> None:
-        for client in self.clients.values():
+        for client in self._all:
             await client.aclose()
 
 
@@ -89,7 +108,7 @@ async def forward(request: Request, upstreams: Upstreams, max_body: int) -> Resp
     headers["X-Forwarded-For"] = request.client.host if request.client else "unknown"
     headers["X-Forwarded-Proto"] = request.url.scheme
     has_body = request.method in ("POST", "PUT", "PATCH", "DELETE")
-    client = upstreams.clients[service]
+    client = upstreams.client_for(service)
     upstream = client.build_request(
         request.method,
         request.url.path,
