@@ -306,17 +306,7 @@ class BiddingService:
         await self._known(listing_id)
         async with self.db.read() as session:
             rows = await AuctionRepository(session).history(listing_id, after[0] if after else None, limit + 1)
-        items = [
-            BidView(
-                id=r.id,
-                listing_id=r.listing_id,
-                bidder_id=r.bidder_id,
-                bidder_username=r.bidder_username,
-                amount=from_cents(r.amount_cents),
-                placed_at=r.placed_at,
-            )
-            for r in rows[:limit]
-        ]
+        items = [BidView(**_bid_fields(r)) for r in rows[:limit]]
         next_cursor = encode_cursor(rows[limit - 1].amount_cents) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -326,12 +316,7 @@ class BiddingService:
             rows = await AuctionRepository(session).bids_of(principal.id, after[0] if after else None, limit + 1)
         items = [
             MyBid(
-                id=r.id,
-                listing_id=r.listing_id,
-                bidder_id=r.bidder_id,
-                bidder_username=r.bidder_username,
-                amount=from_cents(r.amount_cents),
-                placed_at=r.placed_at,
+                **_bid_fields(r),
                 title=r.title,
                 status=public_status(r.status),
                 current_price=from_cents(r.current_cents),
@@ -469,3 +454,15 @@ class BiddingService:
         for row in rows:
             self.tasks.schedule(row.listing_id, row.ends_at)
         return len(rows)
+
+
+def _bid_fields(row: Any) -> dict[str, Any]:
+    """The fields every view of a bid shows, from a bid row."""
+    return {
+        "id": row.id,
+        "listing_id": row.listing_id,
+        "bidder_id": row.bidder_id,
+        "bidder_username": row.bidder_username,
+        "amount": from_cents(row.amount_cents),
+        "placed_at": row.placed_at,
+    }

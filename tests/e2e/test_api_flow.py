@@ -152,4 +152,7 @@ def test_live_bid_outbid_close_winner_and_winner_message(any_stack: Stack) -> No
     assert http.get("/api/chats/unread", headers=second).json() == {"count": 1}
     bids = http.get(f"/api/listings/{lid}/bids").json()["items"]
     assert [b["amount"] for b in bids] == ["7.50", "6.00"]
+    mine = http.get("/api/bids", headers=second, params={"bidder": "me"}).json()["items"]
+    assert [(b["listing_id"], b["amount"], b["bidder_id"]) for b in mine] == [(lid, "7.50", second_user["id"])]
+    assert http.get("/api/bids", params={"bidder": "me"}).status_code == 401
     http.close()
