@@ -76,7 +76,7 @@ def dispatcher(hub: Hub):  # type: ignore[no-untyped-def]
     async def dispatch(envelope: Envelope) -> None:
         events_in.labels(envelope.type).inc()
         for topic, name, event_id, data in pushes(envelope):
-            hub.publish(topic, encode_event(topic, name, event_id, data))
+            hub.publish(topic, encode_event(topic, name, event_id, data), event_id)
         event_lag.observe(max(0.0, time.time() - envelope.occurred_at.timestamp()))
 
     return dispatch

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict, deque
 from typing import Any
 
 from fastapi import WebSocket
@@ -93,10 +93,19 @@ class Connection:
                 await self._writer
 
 
+#: Frames kept per topic for clients that resume after a drop, and how many topics keep them (LRU).
+RECENT_PER_TOPIC = 32
+RECENT_TOPICS = 2000
+
+
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, recent_per_topic: int = RECENT_PER_TOPIC, recent_topics: int = RECENT_TOPICS) -> None:
         self._topics: dict[str, set[Connection]] = defaultdict(set)
         self._connections: set[Connection] = set()
+        # The last frames of each recently active topic, so a client that reconnects can ask for what it missed.
+        self._recent: OrderedDict[str, deque[tuple[str, str]]] = OrderedDict()
+        self._recent_per_topic = recent_per_topic
+        self._recent_topics = recent_topics
 
     @property
     def connections(self) -> int:
@@ -133,8 +142,28 @@ class Hub:
     def subscribers(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 
-    def publish(self, topic: str, frame: str) -> int:
+    def remember(self, topic: str, event_id: str, frame: str) -> None:
+        recent = self._recent.get(topic)
+        if recent is None:
+            recent = self._recent[topic] = deque(maxlen=self._recent_per_topic)
+            if len(self._recent) > self._recent_topics:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(topic)
+        recent.append((event_id, frame))
+
+    def missed_since(self, topic: str, event_id: str) -> list[str] | None:
+        """The frames of ``topic`` after ``event_id``; None when that event is no longer remembered."""
+        recent = self._recent.get(topic, ())
+        for index, (seen_id, _) in enumerate(recent):
+            if seen_id == event_id:
+                return [frame for _, frame in list(recent)[index + 1 :]]
+        return None
+
+    def publish(self, topic: str, frame: str, event_id: str | None = None) -> int:
         """Queue an encoded frame to every subscriber of ``topic``; return how many got it."""
+        if event_id is not None:
+            self.remember(topic, event_id, frame)
         subscribers = self._topics.get(topic)
         if not subscribers:
             return 0

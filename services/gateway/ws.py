@@ -82,7 +82,7 @@ class Session:
         elif kind == "auth":
             await self._auth(message.get("token"))
         elif kind in ("subscribe", "unsubscribe"):
-            self._subscription(kind, message.get("topic"))
+            self._subscription(kind, message.get("topic"), message.get("since"))
         else:
             self.conn.send(_error("unknown_type", f"unknown frame type {kind[:40]!r}"))
 
@@ -103,7 +103,7 @@ class Session:
         self.hub.subscribe(self.conn, f"user.{principal.id}")
         self.conn.send(_frame("authed", user_id=principal.id))
 
-    def _subscription(self, kind: str, topic: object) -> None:
+    def _subscription(self, kind: str, topic: object, since: object = None) -> None:
         match = TOPIC_RE.fullmatch(topic) if isinstance(topic, str) else None
         if match is None:
             self.conn.send(_error("unknown_topic", "topics are 'listings', 'listing.<id>' or 'user.<id>'"))
@@ -122,8 +122,20 @@ class Session:
         if topic not in self.conn.topics and len(self.conn.topics) >= self.settings.ws_max_subscriptions:
             self.conn.send(_error("too_many_subscriptions", "unsubscribe from something first"))
             return
+        if since is None:
+            self.hub.subscribe(self.conn, topic)
+            self.conn.send(_frame("subscribed", topic=topic))
+            return
+        # Resume: replay what this topic carried after the client's last event id, or tell it to refetch.
+        # Nothing awaits between subscribing and queueing the replay, so live frames can only come after it.
+        missed = self.hub.missed_since(topic, since) if isinstance(since, str) else None
         self.hub.subscribe(self.conn, topic)
-        self.conn.send(_frame("subscribed", topic=topic))
+        if missed is None:
+            self.conn.send(_frame("subscribed", topic=topic, resync=True))
+            return
+        self.conn.send(_frame("subscribed", topic=topic, replayed=len(missed)))
+        for frame in missed:
+            self.conn.send(frame)
 
 
 @router.websocket("/ws")

@@ -60,3 +60,15 @@ async def test_publish_shares_one_encoded_frame() -> None:
     assert hub.subscribers("listings") == 99
     for conn in conns:
         await conn.stop()
+
+
+def test_recent_frames_are_bounded_per_topic_and_in_topics() -> None:
+    hub = Hub(recent_per_topic=3, recent_topics=2)
+    for i in range(5):
+        hub.publish("listing.1", f"f{i}", f"id{i}")
+    assert hub.missed_since("listing.1", "id2") == ["f3", "f4"]
+    assert hub.missed_since("listing.1", "id0") is None  # fell out of the window: the client must refetch
+    hub.publish("listing.2", "g0", "gid0")
+    hub.publish("listing.3", "h0", "hid0")  # a third topic evicts the least recently active one
+    assert hub.missed_since("listing.1", "id3") is None
+    assert hub.missed_since("listing.3", "hid0") == []

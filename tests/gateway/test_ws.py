@@ -148,3 +148,27 @@ async def test_a_backend_that_is_down_is_a_503_problem_and_big_bodies_413(gatewa
         assert r.status_code == 404 and r.json()["code"] == "not_found"
         page = await http.get("/listings/5")
         assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_a_reconnecting_client_gets_what_it_missed_or_is_told_to_refetch(gateway: RunningGateway) -> None:
+    events = [bid_placed(9, f"{10 + i}.00", bidder=i + 1, previous=None) for i in range(5)]
+    async with websockets.connect(gateway.ws_url) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.9"}))
+        await recv(ws)
+        await gateway.bus.publish(events[0])
+        last_seen = (await recv(ws))["id"]
+    for event in events[1:]:  # published while the client is away
+        await gateway.bus.publish(event)
+    await asyncio.sleep(0.3)
+    async with websockets.connect(gateway.ws_url) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.9", "since": last_seen}))
+        assert await recv(ws) == {"type": "subscribed", "topic": "listing.9", "replayed": 4}
+        replayed = [await recv(ws) for _ in range(4)]
+        assert [f["id"] for f in replayed] == [str(e.id) for e in events[1:]]
+        assert [f["data"]["amount"] for f in replayed] == ["11.00", "12.00", "13.00", "14.00"]
+        # Live frames follow the replay, once each.
+        live = bid_placed(9, "20.00", bidder=9, previous=5)
+        await gateway.bus.publish(live)
+        assert (await recv(ws))["id"] == str(live.id)
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.10", "since": "not-a-known-event"}))
+        assert await recv(ws) == {"type": "subscribed", "topic": "listing.10", "resync": True}
