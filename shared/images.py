@@ -90,6 +90,15 @@ class ImageStore:
         tmp.replace(folder / name)
         return f"{kind}/{name}"
 
+    def path_of(self, kind: str, name: str) -> Path:
+        """The stored file ``kind/name``; raises a 404 problem for anything that is not one of ours."""
+        if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".jpg"):
+            raise ProblemError(404, "not_found", "file not found")
+        path = self.root / kind / name
+        if not path.is_file():
+            raise ProblemError(404, "not_found", "file not found")
+        return path
+
     def delete(self, relative: str | None) -> None:
         if relative:
             (self.root / relative).unlink(missing_ok=True)

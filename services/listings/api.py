@@ -19,7 +19,6 @@ from services.listings.schemas import (
 )
 from services.listings.service import ListingsService, Sort
 from shared.auth import CurrentUser, MaybeUser
-from shared.errors import NotFound
 from shared.images import process_upload
 from shared.pagination import Cursor, Limit, Page
 from shared.runtime import ReadSession, WriteSession
@@ -134,9 +133,8 @@ async def post_comment(
 
 @router.get("/media/listings/{name}", include_in_schema=False)
 async def image_file(name: str, listings: Service) -> FileResponse:
-    if "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".jpg"):
-        raise NotFound("file")
-    path = listings.images.root / "listings" / name
-    if not path.is_file():
-        raise NotFound("file")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return FileResponse(
+        listings.images.path_of("listings", name),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )

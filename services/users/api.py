@@ -20,7 +20,7 @@ from services.users.schemas import (
 )
 from services.users.service import UsersService
 from shared.auth import CurrentUser
-from shared.errors import NotFound, ProblemError, problem_response
+from shared.errors import ProblemError, problem_response
 from shared.images import process_upload
 from shared.pagination import Cursor, Limit, Page
 from shared.runtime import ReadSession, WriteSession
@@ -112,9 +112,8 @@ async def default_avatar() -> FileResponse:
 
 @router.get("/media/avatars/{name}", include_in_schema=False)
 async def avatar_file(name: str, users: Service) -> FileResponse:
-    if "/" in name or name.startswith(".") or not name.endswith(".jpg"):
-        raise NotFound("file")
-    path = users.images.root / "avatars" / name
-    if not path.is_file():
-        raise NotFound("file")
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return FileResponse(
+        users.images.path_of("avatars", name),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
