@@ -30,6 +30,10 @@ AUCTION_EXTENDED = "auction.extended"
 AUCTION_CLOSED = "auction.closed"
 CHAT_MESSAGE_SENT = "chat.message_sent"
 CHAT_READ = "chat.read"
+# Additions (the contract's "Auction formats" and what they need).
+AUCTION_ENDING_SOON = "auction.ending_soon"
+LISTING_WATCHED = "listing.watched"
+LISTING_UNWATCHED = "listing.unwatched"
 
 CATALOGUE: tuple[str, ...] = (
     USER_REGISTERED,
@@ -43,6 +47,9 @@ CATALOGUE: tuple[str, ...] = (
     AUCTION_CLOSED,
     CHAT_MESSAGE_SENT,
     CHAT_READ,
+    AUCTION_ENDING_SOON,
+    LISTING_WATCHED,
+    LISTING_UNWATCHED,
 )
 
 

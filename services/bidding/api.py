@@ -27,6 +27,7 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
     403: {"description": "`own_listing` (or `forbidden`)"},
     404: {"description": "`not_found`: unknown listing"},
     409: {"description": "`bid_too_low` (with `min_next_bid`) or `auction_closed`"},
+    200: {"description": "a leader raised only their own maximum: no new bid"},
     422: {"description": "invalid input"},
 }
 
@@ -62,6 +63,16 @@ async def bid_history(
 @router.post("/api/listings/{listing_id}/close", response_model=AuctionView, responses=_PROBLEMS)
 async def close_auction(listing_id: ListingId, principal: CurrentUser, bidding: Service) -> AuctionView:
     return await bidding.close_by_seller(listing_id, principal)
+
+
+@router.post(
+    "/api/listings/{listing_id}/buy",
+    response_model=AuctionView,
+    responses={**_PROBLEMS, 409: {"description": "`buy_now_unavailable`"}},
+)
+async def buy_now(listing_id: ListingId, principal: CurrentUser, bidding: Service) -> AuctionView:
+    """Buy it now at the listing's buy-now price: ends the auction at once with you as the winner."""
+    return await bidding.buy_now(listing_id, principal)
 
 
 @router.get("/api/listings/{listing_id}/auction", response_model=AuctionView, responses={404: {}})

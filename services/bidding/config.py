@@ -27,6 +27,8 @@ class Settings(ServiceSettings):
     unknown_listing_wait_seconds: float = Field(default=3.0, ge=0, le=30, alias="BIDDING_UNKNOWN_LISTING_WAIT_SECONDS")
     #: Events the outbox relay publishes at once, their confirms awaited together (a burst of closes).
     outbox_in_flight: int = Field(default=200, ge=1, le=1000, alias="BIDDING_OUTBOX_IN_FLIGHT")
+    #: ``auction.ending_soon`` goes to bidders and watchers this long before the end (0: never).
+    ending_soon_seconds: float = Field(default=300, ge=0, alias="AUCTION_ENDING_SOON_SECONDS")
     #: How long an ``Idempotency-Key`` is remembered.
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60, alias="BIDDING_IDEMPOTENCY_TTL_SECONDS")
 

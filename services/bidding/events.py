@@ -1,7 +1,8 @@
 """What the bidding service publishes and what it consumes.
 
-Publishes ``bid.placed``, ``auction.extended`` and ``auction.closed`` (the catalogue's fields exactly).
-Consumes ``listing.created``: one auction per listing, and its close scheduled once that commits.
+Publishes ``bid.placed``, ``auction.extended``, ``auction.closed`` and ``auction.ending_soon``.
+Consumes ``listing.created`` (one auction per listing, and its close scheduled once that commits) and
+``listing.watched``/``listing.unwatched`` (who to alert when an auction ends soon).
 Usernames come from the bidder's token (``Principal.username``) and from ``listing.created``.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.bidding import rules
 from services.bidding.models import OPEN
 from services.bidding.repository import AuctionRepository
 from services.bidding.tasks import schedule_after_commit
@@ -39,6 +41,9 @@ async def bid_placed(
     placed_at: datetime,
     previous_leader_id: int | None,
     seller_id: int,
+    automatic: bool = False,
+    reserve_met: bool | None = None,
+    buy_now_available: bool = False,
 ) -> None:
     await record_event(
         session,
@@ -56,6 +61,10 @@ async def bid_placed(
             # The gateway pushes ``bid.outbid`` to this user (not when they outbid themselves).
             "previous_leader_id": previous_leader_id,
             "seller_id": seller_id,
+            # Placed by the system for a bidder's maximum (proxy bidding); the maximum itself is never published.
+            "automatic": automatic,
+            "reserve_met": reserve_met,
+            "buy_now_available": buy_now_available,
         },
     )
 
@@ -66,8 +75,23 @@ async def auction_extended(session: AsyncSession, listing_id: int, ends_at: date
     )
 
 
+async def auction_ending_soon(session: AsyncSession, auction: Row[Any], recipient_ids: list[int]) -> None:
+    """One event per auction; the gateway pushes it to each recipient's private topic."""
+    await record_event(
+        session,
+        PRODUCER,
+        events.AUCTION_ENDING_SOON,
+        {
+            "listing_id": auction.listing_id,
+            "title": auction.title,
+            "ends_at": format_time(auction.ends_at),
+            "recipient_ids": recipient_ids,
+        },
+    )
+
+
 def _closed_data(auction: Row[Any]) -> dict[str, Any]:
-    sold = auction.bid_count > 0
+    sold = rules.sold(auction.reserve_cents, auction.current_cents, auction.bid_count)
     return {
         "listing_id": auction.listing_id,
         "seller_id": auction.seller_id,
@@ -77,6 +101,9 @@ def _closed_data(auction: Row[Any]) -> dict[str, Any]:
         "final_price": format_cents(auction.current_cents) if sold else None,
         "bid_count": auction.bid_count,
         "closed_at": format_time(auction.closed_at),
+        "outcome": "sold" if sold else "unsold",
+        "reserve_met": rules.reserve_met(auction.reserve_cents, auction.current_cents, auction.bid_count),
+        "closed_by": auction.closed_by,
     }
 
 
@@ -128,6 +155,13 @@ async def _listing_created(session: AsyncSession, event: Envelope) -> None:
         schedule_after_commit(session, listing_id, ends_at)
 
 
+async def _listing_watched(session: AsyncSession, event: Envelope) -> None:
+    on = event.type == events.LISTING_WATCHED
+    await AuctionRepository(session).watch(int(event.data["listing_id"]), int(event.data["user_id"]), on)
+
+
 CONSUMED: dict[str, SessionHandler] = {
     events.LISTING_CREATED: _listing_created,
+    events.LISTING_WATCHED: _listing_watched,
+    events.LISTING_UNWATCHED: _listing_watched,
 }

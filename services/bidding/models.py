@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import IdType, UtcDateTime
@@ -24,6 +24,13 @@ class Auction(Base):
     __table_args__ = (
         # The sweep's and the close's lookup: open auctions by end time.
         Index("ix_auctions_open_ends_at", "ends_at", postgresql_where=text("status = 'open'")),
+        # The sweep's lookup of auctions whose ending-soon alert is due.
+        Index(
+            "ix_auctions_ending_soon_due",
+            "ends_at",
+            postgresql_where=text("status = 'open' AND ending_soon_sent_at IS NULL"),
+            sqlite_where=text("status = 'open' AND ending_soon_sent_at IS NULL"),
+        ),
     )
 
     listing_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
@@ -39,6 +46,9 @@ class Auction(Base):
     bid_count: Mapped[int] = mapped_column(Integer, default=0)
     leader_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     leader_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The leader's private maximum (proxy bidding); None when it is no more than the current price.
+    #: Never shown to anyone else.
+    leader_max_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: The leader before the last accepted bid (set by the same statement that accepts it).
     previous_leader_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=OPEN)
@@ -47,8 +57,10 @@ class Auction(Base):
     #: Time of the last accepted bid; never decreases, so bid times follow acceptance order.
     last_bid_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    #: ``timer`` (the dramatiq actor), ``sweep`` or ``seller``.
+    #: ``timer`` (the dramatiq actor), ``sweep``, ``seller`` or ``buy_now``.
     closed_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: When ``auction.ending_soon`` went out (once per auction).
+    ending_soon_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class Bid(Base):
@@ -66,6 +78,18 @@ class Bid(Base):
     bidder_username: Mapped[str] = mapped_column(String(64), default="")
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     placed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: Placed by the system for a bidder's maximum (proxy bidding), not by a request of theirs.
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Watcher(Base):
+    """Who watches which listing (from the listings service's ``listing.watched``/``listing.unwatched``):
+    the recipients, with the bidders, of ``auction.ending_soon``."""
+
+    __tablename__ = "watchers"
+
+    listing_id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class IdempotencyKey(Base):

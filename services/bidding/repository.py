@@ -9,7 +9,7 @@ the database applies them one row version at a time, so no interleaving can brea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -26,18 +26,21 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.bidding.models import CLOSED, OPEN, Auction, Bid, IdempotencyKey
+from services.bidding.models import CLOSED, OPEN, Auction, Bid, IdempotencyKey, Watcher
+from services.bidding.rules import Resolution
 from shared.db import UtcDateTime
 
 auctions = cast(Table, Auction.__table__)
 bids = cast(Table, Bid.__table__)
 idempotency_keys = cast(Table, IdempotencyKey.__table__)
+watchers = cast(Table, Watcher.__table__)
 
 #: A result row of any shape.
 Record = Row[*tuple[Any, ...]]
@@ -46,6 +49,21 @@ Record = Row[*tuple[Any, ...]]
 def _time(value: datetime) -> Any:
     """A timestamp parameter typed as the columns are (stored in UTC on both dialects)."""
     return bindparam(None, value, type_=UtcDateTime())
+
+
+#: What an accepting statement returns of the auction (see :class:`AcceptedBid`).
+_ACCEPTED_COLUMNS = (
+    auctions.c.listing_id,
+    auctions.c.seller_id,
+    auctions.c.current_cents,
+    auctions.c.increment_cents,
+    auctions.c.bid_count,
+    auctions.c.previous_leader_id,
+    auctions.c.ends_at,
+    auctions.c.last_bid_at,
+    auctions.c.reserve_cents,
+    auctions.c.buy_now_cents,
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class AcceptedBid:
     previous_leader_id: int | None
     ends_at: datetime
     last_bid_at: datetime
+    reserve_cents: int | None
+    buy_now_cents: int | None
 
     @classmethod
     def of(cls, row: Record, bid_id: int) -> AcceptedBid:
@@ -138,22 +158,16 @@ class AuctionRepository:
                 c.status == OPEN,
                 c.ends_at > _time(now),
                 c.seller_id != bidder_id,
+                # A maximum waiting to answer, or a banded increment: the locked path decides (apply_resolution).
+                c.leader_max_cents.is_(None),
+                c.increment_cents > 0,
                 or_(
                     and_(c.bid_count == 0, c.start_cents <= amount_cents),
                     and_(c.bid_count > 0, c.current_cents + c.increment_cents <= amount_cents),
                 ),
             )
             .values(values)
-            .returning(
-                c.listing_id,
-                c.seller_id,
-                c.current_cents,
-                c.increment_cents,
-                c.bid_count,
-                c.previous_leader_id,
-                c.ends_at,
-                c.last_bid_at,
-            )
+            .returning(*_ACCEPTED_COLUMNS)
         )
         if self.session.get_bind().dialect.name == "postgresql":
             accepted = accept.cte("accepted")
@@ -180,6 +194,149 @@ class AuctionRepository:
             return None
         bid_id = await self.insert_bid(listing_id, bidder_id, bidder_username, amount_cents, row.last_bid_at)
         return AcceptedBid.of(row, bid_id)
+
+    async def lock(self, listing_id: int) -> Record | None:
+        """The auction row, locked until the transaction ends (SQLite: its one writer already excludes others)."""
+        query = select(auctions).where(auctions.c.listing_id == listing_id)
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def apply_resolution(
+        self,
+        listing_id: int,
+        resolution: Resolution,
+        usernames: dict[int, str],
+        previous_leader_id: int | None,
+        now: datetime,
+        extend_to: datetime | None,
+    ) -> tuple[AcceptedBid, list[int]] | None:
+        """Write what a bid request resolved to (see ``rules.resolve_bid``) on the auction row locked by
+        :meth:`lock`: the new price, leader, private maximum and count, and one bid row per step.
+        Returns the auction after it and the new bids' ids (in step order), or None if it was not open."""
+        c = auctions.c
+        values: dict[str, Any] = {
+            "current_cents": resolution.current_cents,
+            "bid_count": c.bid_count + len(resolution.steps),
+            "previous_leader_id": previous_leader_id,
+            "leader_id": resolution.leader_id,
+            "leader_max_cents": resolution.leader_max_cents,
+        }
+        if resolution.leader_id in usernames:
+            values["leader_username"] = usernames[resolution.leader_id]
+        if resolution.steps:
+            values["last_bid_at"] = case(
+                (or_(c.last_bid_at.is_(None), c.last_bid_at < _time(now)), _time(now)), else_=c.last_bid_at
+            )
+            if extend_to is not None:
+                values["ends_at"] = case((c.ends_at < _time(extend_to), _time(extend_to)), else_=c.ends_at)
+        stmt = (
+            update(auctions)
+            .where(c.listing_id == listing_id, c.status == OPEN, c.ends_at > _time(now))
+            .values(values)
+            .returning(*_ACCEPTED_COLUMNS)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            return None
+        ids = [
+            await self.insert_bid(
+                listing_id,
+                step.bidder_id,
+                usernames.get(step.bidder_id, ""),
+                step.amount_cents,
+                row.last_bid_at,
+                automatic=step.automatic,
+            )
+            for step in resolution.steps
+        ]
+        return AcceptedBid.of(row, ids[-1] if ids else 0), ids
+
+    async def buy_now(
+        self, listing_id: int, buyer_id: int, buyer_username: str, now: datetime
+    ) -> tuple[Record, int] | None:
+        """Buy it now: one conditional UPDATE that is the bid at the buy-now price and the close at once,
+        allowed while open, before the end, not the seller's, and while no bid has reached the reserve
+        (without a reserve: while there is no bid). Returns the closed auction and the bid's id, or None."""
+        c = auctions.c
+        stmt = (
+            update(auctions)
+            .where(
+                c.listing_id == listing_id,
+                c.status == OPEN,
+                c.ends_at > _time(now),
+                c.seller_id != buyer_id,
+                c.buy_now_cents.is_not(None),
+                or_(
+                    c.bid_count == 0,
+                    and_(c.reserve_cents.is_not(None), c.current_cents < c.reserve_cents),
+                ),
+            )
+            .values(
+                current_cents=c.buy_now_cents,
+                bid_count=c.bid_count + 1,
+                previous_leader_id=c.leader_id,
+                leader_id=buyer_id,
+                leader_username=buyer_username,
+                leader_max_cents=None,
+                last_bid_at=case(
+                    (or_(c.last_bid_at.is_(None), c.last_bid_at < _time(now)), _time(now)), else_=c.last_bid_at
+                ),
+                status=CLOSED,
+                closed_at=_time(now),
+                closed_by="buy_now",
+                ends_at=_time(now),
+            )
+            .returning(*auctions.c)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            return None
+        bid_id = await self.insert_bid(listing_id, buyer_id, buyer_username, row.current_cents, row.last_bid_at)
+        return row, bid_id
+
+    async def mark_ending_soon(self, now: datetime, lead: timedelta, limit: int) -> list[Record]:
+        """Mark (once) the open auctions that end within ``lead`` and lasted longer than it; return them.
+        Rows another transaction holds are skipped on PostgreSQL: the next sweep takes them."""
+        c = auctions.c
+        due = (
+            select(c.listing_id)
+            .where(
+                c.status == OPEN,
+                c.ending_soon_sent_at.is_(None),
+                c.ends_at <= _time(now + lead),
+                c.ends_at > _time(now),
+            )
+            .order_by(c.ends_at)
+            .limit(limit)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(auctions)
+            .where(c.listing_id.in_(due.scalar_subquery()), c.ending_soon_sent_at.is_(None))
+            .values(ending_soon_sent_at=_time(now))
+            .returning(c.listing_id, c.title, c.ends_at, c.created_at, c.seller_id)
+        )
+        rows = list((await self.session.execute(stmt)).all())
+        # Auctions shorter than the lead get no alert (marked all the same, so they are not looked at again).
+        return [r for r in rows if r.ends_at - r.created_at > lead]
+
+    async def alert_recipients(self, listing_id: int) -> list[int]:
+        """Everyone who bid on or watches the listing."""
+        bidders = select(bids.c.bidder_id.label("user_id")).where(bids.c.listing_id == listing_id)
+        watching = select(watchers.c.user_id).where(watchers.c.listing_id == listing_id)
+        query = union(bidders, watching)
+        return sorted(int(r[0]) for r in (await self.session.execute(query)).all())
+
+    async def watch(self, listing_id: int, user_id: int, on: bool) -> None:
+        if on:
+            values = {"listing_id": listing_id, "user_id": user_id}
+            await self.session.execute(_insert_ignoring_conflicts(self.session, watchers, values))
+        else:
+            await self.session.execute(
+                delete(watchers).where(watchers.c.listing_id == listing_id, watchers.c.user_id == user_id)
+            )
 
     async def close(self, listing_id: int, now: datetime, *, by: str, seller_id: int | None = None) -> Record | None:
         """The open-to-closed transition: when due (``seller_id`` None), or by the seller at any time.
@@ -215,7 +372,14 @@ class AuctionRepository:
 
     # ----- bids -----
     async def insert_bid(
-        self, listing_id: int, bidder_id: int, bidder_username: str, amount_cents: int, placed_at: datetime
+        self,
+        listing_id: int,
+        bidder_id: int,
+        bidder_username: str,
+        amount_cents: int,
+        placed_at: datetime,
+        *,
+        automatic: bool = False,
     ) -> int:
         stmt = (
             insert(bids)
@@ -225,6 +389,7 @@ class AuctionRepository:
                 bidder_username=bidder_username,
                 amount_cents=amount_cents,
                 placed_at=placed_at,
+                automatic=automatic,
             )
             .returning(bids.c.id)
         )

@@ -22,7 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.bidding import events
 from services.bidding.config import Settings
 from services.bidding.models import OPEN
-from services.bidding.repository import AuctionRepository, IdempotencyRepository
+from services.bidding.repository import AcceptedBid, AuctionRepository, IdempotencyRepository
+from services.bidding.rules import (
+    AuctionState,
+    Step,
+    TooLow,
+    buy_now_available,
+    min_next_bid_cents,
+    rejection,
+    reserve_met,
+    resolve_bid,
+    sold,
+)
 from services.bidding.schemas import AuctionView, BidPlaced, BidRequest, BidView, MyBid
 from services.bidding.tasks import CloseTasks, close_messages
 from shared.auth import Principal
@@ -41,23 +52,8 @@ WAIT_IN_PLACE_SECONDS = 0.25
 UNKNOWN_POLL_SECONDS = 0.05
 
 
-# ----- the rules, as plain functions -----
-def min_next_bid_cents(*, bid_count: int, start_cents: int, current_cents: int, increment_cents: int) -> int:
-    """The first bid must reach the start price; every later one the current price plus the increment."""
-    return start_cents if bid_count == 0 else current_cents + increment_cents
-
-
-def rejection(
-    *, open_: bool, ends_at: datetime, now: datetime, seller: bool, amount_cents: int, min_next_cents: int
-) -> tuple[int, str] | None:
-    """Why a bid is refused (status, code), or None when it is accepted. The order is the answer's priority."""
-    if not open_ or ends_at <= now:
-        return 409, "auction_closed"
-    if seller:
-        return 403, "own_listing"
-    if amount_cents < min_next_cents:
-        return 409, "bid_too_low"
-    return None
+# The rules live in rules.py (no I/O); these names are part of this module's surface too.
+__all__ = ["BiddingService", "min_next_bid_cents", "rejection"]
 
 
 def public_status(status: str) -> Literal["active", "closed"]:
@@ -82,7 +78,7 @@ def _problem(status: int, code: str, detail: str, **extra: Any) -> Outcome:
 
 
 def auction_view(row: Row[Any]) -> AuctionView:
-    sold = row.status != OPEN and row.bid_count > 0
+    won = row.status != OPEN and sold(row.reserve_cents, row.current_cents, row.bid_count)
     return AuctionView(
         listing_id=row.listing_id,
         seller_id=row.seller_id,
@@ -103,9 +99,33 @@ def auction_view(row: Row[Any]) -> AuctionView:
         leader_id=row.leader_id,
         ends_at=row.ends_at,
         closed_at=row.closed_at,
-        winner_id=row.leader_id if sold else None,
-        winner_username=row.leader_username if sold else None,
-        final_price=from_cents(row.current_cents) if sold else None,
+        winner_id=row.leader_id if won else None,
+        winner_username=row.leader_username if won else None,
+        final_price=from_cents(row.current_cents) if won else None,
+        reserve_met=reserve_met(row.reserve_cents, row.current_cents, row.bid_count),
+        buy_now_price=from_cents(row.buy_now_cents) if _buy_now_open(row) else None,
+    )
+
+
+def _buy_now_open(row: Any) -> bool:
+    return buy_now_available(
+        buy_now_cents=row.buy_now_cents,
+        reserve_cents=row.reserve_cents,
+        current_cents=row.current_cents,
+        bid_count=row.bid_count,
+        open_=row.status == OPEN,
+    )
+
+
+def rules_state(row: Any) -> AuctionState:
+    return AuctionState(
+        start_cents=row.start_cents,
+        current_cents=row.current_cents,
+        increment_cents=row.increment_cents,
+        bid_count=row.bid_count,
+        leader_id=row.leader_id,
+        leader_max_cents=row.leader_max_cents,
+        reserve_cents=row.reserve_cents,
     )
 
 
@@ -133,16 +153,15 @@ class BiddingService:
     async def place_bid(
         self, listing_id: int, principal: Principal, request: BidRequest, idempotency_key: str | None
     ) -> Outcome:
-        if request.max_amount is not None:
-            raise ProblemError(
-                422, "not_supported", "proxy bidding (max_amount) is not supported yet; send only amount"
-            )
-        amount_cents = to_cents(request.amount)
+        amount_cents = to_cents(request.amount) if request.amount is not None else None
+        max_cents = to_cents(request.max_amount) if request.max_amount is not None else None
         deadline = time.monotonic() + self.settings.unknown_listing_wait_seconds
         while True:
             try:
                 async with self.db.transaction() as session:
-                    return await self._place_bid(session, listing_id, principal, amount_cents, idempotency_key)
+                    return await self._place_bid(
+                        session, listing_id, principal, amount_cents, max_cents, idempotency_key
+                    )
             except _UnknownAuctionError:
                 pass
             # Outside the transaction (SQLite's writer lock is free): listing.created may be on its way.
@@ -150,60 +169,194 @@ class BiddingService:
                 raise NotFound("listing")
 
     async def _place_bid(
-        self, session: AsyncSession, listing_id: int, principal: Principal, amount_cents: int, key: str | None
+        self,
+        session: AsyncSession,
+        listing_id: int,
+        principal: Principal,
+        amount_cents: int | None,
+        max_cents: int | None,
+        key: str | None,
     ) -> Outcome:
         now = utcnow()
         keys = IdempotencyRepository(session)
         if key is not None:
-            fingerprint = f"bid:{listing_id}:{amount_cents}"
+            fingerprint = f"bid:{listing_id}:{amount_cents}" + (f":max:{max_cents}" if max_cents is not None else "")
             if not await keys.claim(principal.id, key, fingerprint, now):
                 return await self._replay(keys, principal.id, key, fingerprint)
         window = self.settings.auction_soft_close_seconds
         extend_to = now + timedelta(seconds=window) if window > 0 else None
         repo = AuctionRepository(session)
         username = principal.username[:64]
-        # A plain read first (no lock): a bid the last committed state already refuses is answered
-        # without queueing for the auction row's lock. Prices only rise and an auction never reopens,
-        # so such a bid would be refused by the update too. The update below still decides the rest.
-        refused = await self._refusal(repo, listing_id, principal, amount_cents, now, only_if_refused=True)
-        accepted = None
-        if refused is None:
-            accepted = await repo.accept_bid(listing_id, principal.id, username, amount_cents, now, extend_to)
-        if accepted is None:
-            outcome = refused or await self._refusal(repo, listing_id, principal, amount_cents, now)
-        else:
-            bid_id = accepted.bid_id
-            await events.bid_placed(
-                session,
-                listing_id=listing_id,
-                bid_id=bid_id,
-                amount_cents=amount_cents,
-                bidder_id=principal.id,
-                bidder_username=username,
-                bid_count=accepted.bid_count,
-                ends_at=accepted.ends_at,
-                placed_at=accepted.last_bid_at,
-                previous_leader_id=accepted.previous_leader_id,
-                seller_id=accepted.seller_id,
+        outcome: Outcome | None = None
+        if max_cents is None and amount_cents is not None:
+            # A plain read first (no lock): a bid the last committed state already refuses is answered
+            # without queueing for the auction row's lock. Prices only rise and an auction never reopens,
+            # so such a bid would be refused under the lock too.
+            outcome = await self._refusal(repo, listing_id, principal, amount_cents, now, only_if_refused=True)
+            if outcome is None:
+                # The common case, decided by one conditional UPDATE (no maximum waiting to answer it).
+                accepted = await repo.accept_bid(listing_id, principal.id, username, amount_cents, now, extend_to)
+                if accepted is not None:
+                    outcome = await self._accepted(
+                        session,
+                        principal,
+                        accepted,
+                        [Step(principal.id, amount_cents, False, accepted.previous_leader_id)],
+                        [accepted.bid_id],
+                        leader_id=principal.id,
+                        leader_max_cents=None,
+                        extend_to=extend_to,
+                    )
+        if outcome is None:
+            outcome = await self._resolve_locked(
+                session, repo, listing_id, principal, amount_cents, max_cents, now, extend_to
             )
-            if extend_to is not None and accepted.ends_at == extend_to:
-                # The pending close message follows the new end when it arrives (see tasks.py).
-                await events.auction_extended(session, listing_id, accepted.ends_at)
-            placed = BidPlaced(
-                id=bid_id,
-                listing_id=listing_id,
-                bidder_id=principal.id,
-                amount=from_cents(amount_cents),
-                placed_at=accepted.last_bid_at,
-                current_price=from_cents(accepted.current_cents),
-                ends_at=accepted.ends_at,
-                bid_count=accepted.bid_count,
-                min_next_bid=from_cents(accepted.current_cents + accepted.increment_cents),
-            )
-            outcome = Outcome(201, placed.model_dump(mode="json"))
         if key is not None:
             await keys.store(principal.id, key, outcome.status, json.dumps(outcome.body))
         return outcome
+
+    async def _resolve_locked(
+        self,
+        session: AsyncSession,
+        repo: AuctionRepository,
+        listing_id: int,
+        principal: Principal,
+        amount_cents: int | None,
+        max_cents: int | None,
+        now: datetime,
+        extend_to: datetime | None,
+    ) -> Outcome:
+        """Decide the bid under the auction row's lock: proxy bidding, banded increments, and plain bids
+        that lost the conditional UPDATE's race (they may still be acceptable, or get the newest reason)."""
+        state = await repo.lock(listing_id)
+        if state is None:
+            raise _UnknownAuctionError
+        before = rules_state(state)
+        reason = rejection(
+            open_=state.status == OPEN,
+            ends_at=state.ends_at,
+            now=now,
+            seller=state.seller_id == principal.id,
+            amount_cents=before.min_next_cents,
+            min_next_cents=before.min_next_cents,
+        )
+        if reason is not None:
+            return self._refused(reason, state, before.min_next_cents)
+        resolution = resolve_bid(before, principal.id, amount_cents, max_cents)
+        if isinstance(resolution, TooLow):
+            return self._refused((409, "bid_too_low"), state, resolution.min_next_cents)
+        usernames = {principal.id: principal.username[:64]}
+        if state.leader_id is not None and state.leader_id != principal.id:
+            usernames[state.leader_id] = state.leader_username or ""
+        applied = await repo.apply_resolution(listing_id, resolution, usernames, state.leader_id, now, extend_to)
+        if applied is None:  # pragma: no cover - the row is locked and was open before the end
+            return self._refused((409, "auction_closed"), state, before.min_next_cents)
+        accepted, ids = applied
+        return await self._accepted(
+            session,
+            principal,
+            accepted,
+            list(resolution.steps),
+            ids,
+            leader_id=resolution.leader_id,
+            leader_max_cents=resolution.leader_max_cents,
+            extend_to=extend_to,
+            usernames=usernames,
+            bid_count_before=state.bid_count,
+        )
+
+    async def _accepted(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        accepted: AcceptedBid,
+        steps: list[Step],
+        ids: list[int],
+        *,
+        leader_id: int,
+        leader_max_cents: int | None,
+        extend_to: datetime | None,
+        usernames: dict[int, str] | None = None,
+        bid_count_before: int | None = None,
+    ) -> Outcome:
+        """Record the events of accepted bids (one ``bid.placed`` per step) and answer the request."""
+        names = usernames or {principal.id: principal.username[:64]}
+        count = accepted.bid_count - len(steps) if bid_count_before is None else bid_count_before
+        for step, bid_id in zip(steps, ids, strict=True):
+            count += 1
+            await events.bid_placed(
+                session,
+                listing_id=accepted.listing_id,
+                bid_id=bid_id,
+                amount_cents=step.amount_cents,
+                bidder_id=step.bidder_id,
+                bidder_username=names.get(step.bidder_id, ""),
+                bid_count=count,
+                ends_at=accepted.ends_at,
+                placed_at=accepted.last_bid_at,
+                previous_leader_id=step.outbid_id,
+                seller_id=accepted.seller_id,
+                automatic=step.automatic,
+                reserve_met=reserve_met(accepted.reserve_cents, step.amount_cents, count),
+                buy_now_available=buy_now_available(
+                    buy_now_cents=accepted.buy_now_cents,
+                    reserve_cents=accepted.reserve_cents,
+                    current_cents=step.amount_cents,
+                    bid_count=count,
+                    open_=True,
+                ),
+            )
+        if steps and extend_to is not None and accepted.ends_at == extend_to:
+            # The pending close message follows the new end when it arrives (see tasks.py).
+            await events.auction_extended(session, accepted.listing_id, accepted.ends_at)
+        own = next(
+            (
+                (s, i)
+                for s, i in zip(reversed(steps), reversed(ids), strict=True)
+                if s.bidder_id == principal.id and not s.automatic
+            ),
+            None,
+        ) or next(
+            ((s, i) for s, i in zip(reversed(steps), reversed(ids), strict=True) if s.bidder_id == principal.id), None
+        )
+        leading = leader_id == principal.id
+        placed = BidPlaced(
+            id=own[1] if own else None,
+            listing_id=accepted.listing_id,
+            bidder_id=principal.id,
+            amount=from_cents(own[0].amount_cents) if own else None,
+            placed_at=accepted.last_bid_at,
+            current_price=from_cents(accepted.current_cents),
+            ends_at=accepted.ends_at,
+            bid_count=accepted.bid_count,
+            min_next_bid=from_cents(
+                min_next_bid_cents(
+                    bid_count=accepted.bid_count,
+                    start_cents=accepted.current_cents,
+                    current_cents=accepted.current_cents,
+                    increment_cents=accepted.increment_cents,
+                )
+            ),
+            leading=leading,
+            max_amount=from_cents(leader_max_cents) if leading and leader_max_cents is not None else None,
+            reserve_met=reserve_met(accepted.reserve_cents, accepted.current_cents, accepted.bid_count),
+        )
+        # 200: a leader only raised their own maximum (no new bid).
+        return Outcome(201 if steps else 200, placed.model_dump(mode="json"))
+
+    def _refused(self, reason: tuple[int, str], state: Any, min_next: int) -> Outcome:
+        status, code = reason
+        if code == "auction_closed":
+            return _problem(status, code, "the auction has ended")
+        if code == "own_listing":
+            return _problem(status, code, "you cannot bid on your own listing")
+        return _problem(
+            status,
+            code,
+            f"the bid must be at least {from_cents(min_next):.2f}",
+            min_next_bid=f"{from_cents(min_next):.2f}",
+            current_price=f"{from_cents(state.current_cents):.2f}",
+        )
 
     @overload
     async def _refusal(
@@ -253,18 +406,7 @@ class BiddingService:
         )
         if reason is None and only_if_refused:
             return None
-        status, code = reason or (409, "bid_too_low")  # a concurrent bid got there first
-        if code == "auction_closed":
-            return _problem(status, code, "the auction has ended")
-        if code == "own_listing":
-            return _problem(status, code, "you cannot bid on your own listing")
-        return _problem(
-            status,
-            code,
-            f"the bid must be at least {from_cents(min_next):.2f}",
-            min_next_bid=f"{from_cents(min_next):.2f}",
-            current_price=f"{from_cents(state.current_cents):.2f}",
-        )
+        return self._refused(reason or (409, "bid_too_low"), state, min_next)  # None: a concurrent bid won
 
     async def _replay(self, keys: IdempotencyRepository, user_id: int, key: str, fingerprint: str) -> Outcome:
         stored = await keys.get(user_id, key)
@@ -340,6 +482,59 @@ class BiddingService:
             if state.seller_id != principal.id:
                 raise ProblemError(403, "forbidden", "only the seller can end this auction")
             raise ProblemError(409, "auction_closed", "the auction has already ended")
+
+    async def buy_now(self, listing_id: int, principal: Principal) -> AuctionView:
+        """Buy it now: the bid at the buy-now price and the close, in one conditional UPDATE that races
+        bids and the other closes like any of them, so exactly one outcome wins."""
+        await self._known(listing_id)
+        username = principal.username[:64]
+        async with self.db.transaction() as session:
+            repo = AuctionRepository(session)
+            bought = await repo.buy_now(listing_id, principal.id, username, utcnow())
+            if bought is not None:
+                row, bid_id = bought
+                await events.bid_placed(
+                    session,
+                    listing_id=listing_id,
+                    bid_id=bid_id,
+                    amount_cents=row.current_cents,
+                    bidder_id=principal.id,
+                    bidder_username=username,
+                    bid_count=row.bid_count,
+                    ends_at=row.ends_at,
+                    placed_at=row.last_bid_at,
+                    previous_leader_id=row.previous_leader_id,
+                    seller_id=row.seller_id,
+                    automatic=False,
+                    reserve_met=reserve_met(row.reserve_cents, row.current_cents, row.bid_count),
+                    buy_now_available=False,
+                )
+                await events.auction_closed(session, row)
+                self._remember_closed([row])
+                return auction_view(row)
+            state = await self._auction(session, listing_id)
+        if state.seller_id == principal.id:
+            raise ProblemError(403, "own_listing", "you cannot buy your own listing")
+        if state.buy_now_cents is None:
+            detail = "this listing has no buy-now price"
+        elif state.status != OPEN or state.ends_at <= utcnow():
+            detail = "the auction has ended"
+        else:
+            detail = "buying now ended with a bid that reached the reserve (or, without a reserve, the first bid)"
+        raise ProblemError(409, "buy_now_unavailable", detail)
+
+    async def alert_ending_soon(self) -> int:
+        """Send ``auction.ending_soon`` (once per auction) to the bidders and watchers of every open auction
+        that ends within ``AUCTION_ENDING_SOON_SECONDS`` (auctions shorter than that get none)."""
+        lead = self.settings.ending_soon_seconds
+        if lead <= 0:
+            return 0
+        async with self.db.transaction() as session:
+            repo = AuctionRepository(session)
+            due = await repo.mark_ending_soon(utcnow(), timedelta(seconds=lead), self.settings.sweep_batch)
+            for row in due:
+                await events.auction_ending_soon(session, row, await repo.alert_recipients(row.listing_id))
+        return len(due)
 
     async def close_if_due(self, listing_id: int) -> bool:
         """The timed close: close the auction if it is open and its end has passed; True if this did.
@@ -430,6 +625,7 @@ class BiddingService:
                 swept = await self.sweep()
                 if swept:
                     log.info("sweep closed %d overdue auction(s)", swept)
+                await self.alert_ending_soon()
                 await self._purge()
             except asyncio.CancelledError:
                 raise
@@ -465,4 +661,5 @@ def _bid_fields(row: Any) -> dict[str, Any]:
         "bidder_username": row.bidder_username,
         "amount": from_cents(row.amount_cents),
         "placed_at": row.placed_at,
+        "automatic": bool(row.automatic),
     }

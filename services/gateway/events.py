@@ -23,6 +23,14 @@ def _derived_id(envelope: Envelope, name: str) -> str:
     return str(uuid.uuid5(envelope.id, name))
 
 
+#: Never pushed to sockets: a listing's reserve is the seller's secret (``reserve_met`` is public).
+PRIVATE_LISTING_FIELDS = frozenset({"reserve_price"})
+
+
+def _without_private(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in PRIVATE_LISTING_FIELDS}
+
+
 def pushes(envelope: Envelope) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """(topic, event, id, data) for each frame an event turns into."""
     data = envelope.data
@@ -51,10 +59,15 @@ def pushes(envelope: Envelope) -> Iterator[tuple[str, str, str, dict[str, Any]]]
     elif kind in (events.AUCTION_EXTENDED, events.COMMENT_POSTED):
         yield f"listing.{data['listing_id']}", kind, eid, data
     elif kind in (events.LISTING_UPDATED, events.LISTING_DELETED):
-        yield f"listing.{data['listing_id']}", kind, eid, data
-        yield "listings", kind, eid, data
+        public = _without_private(data)
+        yield f"listing.{data['listing_id']}", kind, eid, public
+        yield "listings", kind, eid, public
     elif kind == events.LISTING_CREATED:
-        yield "listings", kind, eid, data
+        yield "listings", kind, eid, _without_private(data)
+    elif kind == events.AUCTION_ENDING_SOON:
+        alert = {k: v for k, v in data.items() if k != "recipient_ids"}
+        for user_id in data.get("recipient_ids") or ():
+            yield f"user.{user_id}", kind, eid, alert
     elif kind == events.CHAT_MESSAGE_SENT:
         body = {"chat_id": data["chat_id"], "message": data["message"]}
         recipient, sender = data["recipient_id"], data["sender_id"]
@@ -68,8 +81,6 @@ def pushes(envelope: Envelope) -> Iterator[tuple[str, str, str, dict[str, Any]]]
         yield f"user.{sender}", "chat.message", eid, body
     elif kind == events.CHAT_READ:
         yield f"user.{data['user_id']}", "chat.unread", eid, {"count": data["unread"]}
-    elif kind in ("auction.ending_soon", "auction.unsold") and "user_id" in data:
-        yield f"user.{data['user_id']}", kind, eid, {k: v for k, v in data.items() if k != "user_id"}
 
 
 def dispatcher(hub: Hub):  # type: ignore[no-untyped-def]

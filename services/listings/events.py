@@ -81,6 +81,12 @@ async def listing_deleted(session: AsyncSession, listing: Listing) -> None:
     )
 
 
+async def listing_watched(session: AsyncSession, listing_id: int, user_id: int, on: bool) -> None:
+    """``listing.watched`` / ``listing.unwatched``: bidding alerts watchers when an auction ends soon."""
+    name = events.LISTING_WATCHED if on else events.LISTING_UNWATCHED
+    await record_event(session, PRODUCER, name, {"listing_id": listing_id, "user_id": user_id})
+
+
 async def comment_posted(session: AsyncSession, comment: Comment, author_username: str) -> None:
     await record_event(
         session,

@@ -48,6 +48,10 @@ class Listing(Base):
         Index("ix_listings_seller", "seller_id", "id"),
         Index("ix_listings_category", "category_id", "id"),
         Index("ix_listings_winner", "winner_id"),
+        # Ids are never reused (SQLite reuses the highest deleted rowid otherwise): other services keep
+        # records under a listing's id (bidding's auction, users' sales), and a new listing must not
+        # inherit a deleted one's.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)

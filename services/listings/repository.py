@@ -236,12 +236,18 @@ class WatchRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, user_id: int, listing_id: int, at: datetime) -> None:
+    async def add(self, user_id: int, listing_id: int, at: datetime) -> bool:
+        """True if the listing was not watched yet."""
         stmt = _insert(self.session, Watch).values(user_id=user_id, listing_id=listing_id, created_at=at)
-        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "listing_id"]))
+        result = await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "listing_id"]))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def remove(self, user_id: int, listing_id: int) -> None:
-        await self.session.execute(delete(Watch).where(Watch.user_id == user_id, Watch.listing_id == listing_id))
+    async def remove(self, user_id: int, listing_id: int) -> bool:
+        """True if the listing was watched."""
+        result = await self.session.execute(
+            delete(Watch).where(Watch.user_id == user_id, Watch.listing_id == listing_id)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def watched_among(self, user_id: int, listing_ids: list[int]) -> set[int]:
         if not listing_ids:

@@ -385,10 +385,13 @@ class ListingsService:
     async def watch(self, session: AsyncSession, principal: Principal, listing_id: int, on: bool) -> WatchOut:
         await self._row(session, listing_id)
         watches = WatchRepository(session)
-        if on:
+        changed = (
             await watches.add(principal.id, listing_id, utcnow())
-        else:
-            await watches.remove(principal.id, listing_id)
+            if on
+            else await watches.remove(principal.id, listing_id)
+        )
+        if changed:
+            await events.listing_watched(session, listing_id, principal.id, on)
         return WatchOut(listing_id=listing_id, watched=on)
 
     async def comments(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from services.users.schemas import (
     AvatarResponse,
+    FeedbackLeft,
+    FeedbackRequest,
     LoginRequest,
     Me,
     PublicUser,
+    ReceivedFeedback,
     RefreshRequest,
     RegisterRequest,
     TokenPair,
@@ -27,7 +30,10 @@ from shared.runtime import ReadSession, WriteSession
 
 router = APIRouter()
 
-DEFAULT_AVATAR = Path(__file__).parent / "static" / "default-avatar.svg"
+#: Ids within BIGINT, so an absurd one is a 422, not a database error.
+EntityId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+DEFAULT_AVATAR = FilePath(__file__).parent / "static" / "default-avatar.svg"
 
 
 def users_service(request: Request) -> UsersService:
@@ -92,8 +98,32 @@ async def search(
 
 
 @router.get("/api/users/{user_id}", response_model=PublicUser)
-async def profile(user_id: int, session: ReadSession, users: Service) -> PublicUser:
+async def profile(user_id: EntityId, session: ReadSession, users: Service) -> PublicUser:
     return await users.public(session, user_id)
+
+
+@router.get("/api/users/{user_id}/feedback", response_model=Page[ReceivedFeedback], responses={404: {}})
+async def received_feedback(
+    user_id: EntityId, session: ReadSession, users: Service, limit: Limit = 20, cursor: Cursor = None
+) -> Page[ReceivedFeedback]:
+    return await users.received_feedback(session, user_id, cursor, limit)
+
+
+@router.post(
+    "/api/listings/{listing_id}/feedback",
+    status_code=201,
+    response_model=FeedbackLeft,
+    responses={
+        401: {"description": "no or bad token"},
+        403: {"description": "`not_a_party`: the caller is neither the seller nor the winner"},
+        409: {"description": "`not_sold` (no sale of that listing is known) or `feedback_exists`"},
+    },
+)
+async def leave_feedback(
+    listing_id: EntityId, body: FeedbackRequest, principal: CurrentUser, session: WriteSession, users: Service
+) -> FeedbackLeft:
+    author = await users.current(session, principal.id)
+    return await users.leave_feedback(session, listing_id, author, body)
 
 
 @router.put("/api/users/me/avatar", response_model=AvatarResponse)

@@ -58,12 +58,67 @@ class Stats(BaseModel):
     bids: int = 0
 
 
+#: The comment that goes with a rating: short, optional.
+FEEDBACK_COMMENT_MAX = 500
+#: How many of the latest received ratings a profile shows.
+RECENT_FEEDBACK = 5
+
+# Strict int: ``true`` or ``1.0`` are not ratings.
+Rating = Annotated[int, Field(strict=True, ge=-1, le=1, json_schema_extra={"enum": [-1, 0, 1]})]
+
+
+class FeedbackRequest(StrictModel):
+    rating: Rating
+    comment: Annotated[str, Field(max_length=FEEDBACK_COMMENT_MAX)] | None = None
+
+
+class UserRef(BaseModel):
+    id: int
+    username: str
+
+
+class FeedbackLeft(BaseModel):
+    """The answer to leaving feedback: who rated whom, for which sale."""
+
+    id: int
+    listing_id: int
+    rating: int
+    comment: str | None
+    created_at: Timestamp
+    from_user: UserRef
+    to_user: UserRef
+
+
+class ReceivedFeedback(BaseModel):
+    """One rating a user received, as their profile lists it."""
+
+    id: int
+    rating: int
+    comment: str | None
+    from_user: UserRef
+    listing_id: int
+    #: the listing's title when it sold
+    listing_title: str
+    created_at: Timestamp
+
+
+class FeedbackSummary(BaseModel):
+    #: positives minus negatives
+    score: int = 0
+    positive: int = 0
+    neutral: int = 0
+    negative: int = 0
+    #: the latest received, newest first
+    recent: list[ReceivedFeedback] = Field(default_factory=list)
+
+
 class PublicUser(BaseModel):
     id: int
     username: str
     avatar_url: str
     created_at: Timestamp
     stats: Stats
+    feedback: FeedbackSummary = Field(default_factory=FeedbackSummary)
 
 
 class Me(PublicUser):

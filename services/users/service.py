@@ -10,9 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.users import events
 from services.users.config import Settings
-from services.users.models import User
-from services.users.repository import LoginFailureRepository, UserRepository
-from services.users.schemas import Me, PublicUser, RegisterRequest, Stats, TokenPair, UserCard
+from services.users.models import Feedback, User
+from services.users.repository import FeedbackRepository, LoginFailureRepository, SaleRepository, UserRepository
+from services.users.schemas import (
+    RECENT_FEEDBACK,
+    FeedbackLeft,
+    FeedbackRequest,
+    FeedbackSummary,
+    Me,
+    PublicUser,
+    ReceivedFeedback,
+    RegisterRequest,
+    Stats,
+    TokenPair,
+    UserCard,
+    UserRef,
+)
 from services.users.security import PasswordHashing, TokenIssuer
 from shared.auth import InvalidTokenError, TokenVerifier
 from shared.errors import NotFound, ProblemError
@@ -34,6 +47,34 @@ class UsersService:
         row = await UserRepository(session).stats(user.id)
         return Stats(listings=max(row.listings, 0), won=row.won, bids=row.bids) if row else Stats()
 
+    async def _received(self, session: AsyncSession, rows: list[Feedback]) -> list[ReceivedFeedback]:
+        names = await UserRepository(session).usernames(row.from_user_id for row in rows)
+        titles = await SaleRepository(session).titles(row.listing_id for row in rows)
+        return [
+            ReceivedFeedback(
+                id=row.id,
+                rating=row.rating,
+                comment=row.comment,
+                from_user=UserRef(id=row.from_user_id, username=names.get(row.from_user_id, "")),
+                listing_id=row.listing_id,
+                listing_title=titles.get(row.listing_id, ""),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]
+
+    async def _feedback_summary(self, session: AsyncSession, user: User) -> FeedbackSummary:
+        feedback = FeedbackRepository(session)
+        counts = await feedback.counts_for(user.id)
+        recent = await feedback.received(user.id, None, RECENT_FEEDBACK)
+        return FeedbackSummary(
+            score=counts[1] - counts[-1],
+            positive=counts[1],
+            neutral=counts[0],
+            negative=counts[-1],
+            recent=await self._received(session, recent),
+        )
+
     async def me(self, session: AsyncSession, user: User) -> Me:
         return Me(
             id=user.id,
@@ -42,6 +83,7 @@ class UsersService:
             avatar_url=events.avatar_url(user),
             created_at=user.created_at,
             stats=await self._stats(session, user),
+            feedback=await self._feedback_summary(session, user),
         )
 
     async def public(self, session: AsyncSession, user_id: int) -> PublicUser:
@@ -54,7 +96,18 @@ class UsersService:
             avatar_url=events.avatar_url(user),
             created_at=user.created_at,
             stats=await self._stats(session, user),
+            feedback=await self._feedback_summary(session, user),
         )
+
+    async def received_feedback(
+        self, session: AsyncSession, user_id: int, cursor: str | None, limit: int
+    ) -> Page[ReceivedFeedback]:
+        if await UserRepository(session).get(user_id) is None:
+            raise NotFound("user")
+        before = decode_cursor(cursor, int)
+        rows = await FeedbackRepository(session).received(user_id, before[0] if before else None, limit + 1)
+        items = await self._received(session, rows[:limit])
+        return Page(items=items, next_cursor=encode_cursor(rows[limit - 1].id) if len(rows) > limit else None)
 
     async def current(self, session: AsyncSession, user_id: int) -> User:
         user = await UserRepository(session).get(user_id)
@@ -143,3 +196,49 @@ class UsersService:
         await session.flush()
         await events.user_updated(session, user)
         return events.avatar_url(user)
+
+    async def leave_feedback(
+        self, session: AsyncSession, listing_id: int, author: User, request: FeedbackRequest
+    ) -> FeedbackLeft:
+        """The winner rates the seller, or the seller the winner: once each, only after a sale."""
+        sale = await SaleRepository(session).get(listing_id)
+        if sale is None:
+            # Not closed yet, closed unsold, or no such listing: this service cannot tell them apart.
+            raise ProblemError(409, "not_sold", "feedback is possible only after the auction ended in a sale")
+        if author.id == sale.winner_id:
+            subject_id = sale.seller_id
+        elif author.id == sale.seller_id:
+            subject_id = sale.winner_id
+        else:
+            raise ProblemError(403, "not_a_party", "only the seller and the winner may leave feedback on this sale")
+        feedback = FeedbackRepository(session)
+        if await feedback.exists(listing_id, author.id):
+            raise _feedback_exists()
+        comment = (request.comment or "").strip() or None
+        row = Feedback(
+            listing_id=listing_id,
+            from_user_id=author.id,
+            to_user_id=subject_id,
+            rating=request.rating,
+            comment=comment,
+            created_at=utcnow(),
+        )
+        try:
+            async with session.begin_nested():
+                await feedback.add(row)
+        except IntegrityError:  # a simultaneous post by the same party landed first
+            raise _feedback_exists() from None
+        names = await UserRepository(session).usernames([author.id, subject_id])
+        return FeedbackLeft(
+            id=row.id,
+            listing_id=listing_id,
+            rating=row.rating,
+            comment=row.comment,
+            created_at=row.created_at,
+            from_user=UserRef(id=author.id, username=author.username),
+            to_user=UserRef(id=subject_id, username=names.get(subject_id, "")),
+        )
+
+
+def _feedback_exists() -> ProblemError:
+    return ProblemError(409, "feedback_exists", "you already left feedback on this sale")

@@ -40,6 +40,8 @@ def listing_created(
     start_price: str = "10.00",
     bid_increment: str | None = "1.00",
     title: str = "A thing",
+    reserve_price: str | None = None,
+    buy_now_price: str | None = None,
 ) -> Envelope:
     created = utcnow()
     data: dict[str, Any] = {
@@ -50,6 +52,8 @@ def listing_created(
         "category_id": 1,
         "start_price": start_price,
         "bid_increment": bid_increment,
+        "reserve_price": reserve_price,
+        "buy_now_price": buy_now_price,
         "image_url": None,
         "created_at": format_time(created),
         "ends_at": format_time(ends_at or created + timedelta(seconds=ends_in)),
@@ -119,12 +123,22 @@ class Bidding:
         assert response.status_code == 200, response.text
 
     async def bid(
-        self, listing_id: int, user: int, amount: Any, *, key: str | None = None, username: str = ""
+        self,
+        listing_id: int,
+        user: int,
+        amount: Any = None,
+        *,
+        key: str | None = None,
+        username: str = "",
+        max_amount: Any = None,
     ) -> httpx.Response:
         headers = self.keys.auth(user, username)
         if key is not None:
             headers["Idempotency-Key"] = key
-        return await self.client.post(f"/api/listings/{listing_id}/bids", json={"amount": amount}, headers=headers)
+        body = {"amount": amount} if max_amount is None else {"max_amount": max_amount}
+        if amount is not None and max_amount is not None:
+            body["amount"] = amount
+        return await self.client.post(f"/api/listings/{listing_id}/bids", json=body, headers=headers)
 
     async def auction(self, listing_id: int) -> dict[str, Any]:
         response = await self.client.get(f"/api/listings/{listing_id}/auction")

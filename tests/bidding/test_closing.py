@@ -51,7 +51,11 @@ async def test_auctions_close_on_time_by_themselves(bidding_settings, test_keys)
             "final_price": "11.00",
             "bid_count": 2,
             "closed_at": None,
+            "outcome": "sold",
+            "reserve_met": None,
+            "closed_by": "timer",
         }
+        assert closed[unsold].data["outcome"] == "unsold"
         assert (closed[unsold].data["winner_id"], closed[unsold].data["final_price"]) == (None, None)
         assert closed[unsold].data["bid_count"] == 0 and closed[unsold].data["winner_username"] is None
         assert (closed[single].data["winner_id"], closed[single].data["final_price"]) == (4, "15.00")

@@ -76,6 +76,8 @@ def start_stack(tmp: Path, mode: str, extra_env: dict[str, str] | None = None) -
         "GATEWAY_PORT": str(port),
         "DATA_DIR": str(tmp / "data"),
         "AUCTION_MIN_DURATION_SECONDS": "2",
+        # Auctions here last seconds: alert 3 s before the end (production: 5 minutes).
+        "AUCTION_ENDING_SOON_SECONDS": "3",
         "PASSWORD_HASH_MEMORY_KIB": "8192",
         "PASSWORD_HASH_TIME_COST": "1",
         "LOG_JSON": "false",

@@ -134,3 +134,13 @@ async def test_close_is_final_and_nothing_moves_backwards(db: Database) -> None:
         assert await listings.extend(listing_id, T0 + timedelta(hours=3))
         assert not await listings.extend(listing_id, T0 + timedelta(hours=2))
     assert await _state(db, listing_id) == (2000, 2, 7, T0 + timedelta(hours=3), ACTIVE)
+
+
+async def test_a_deleted_listings_id_is_never_given_again(db: Database) -> None:
+    # Other services keep records under a listing's id; a new listing must not inherit a deleted one's.
+    first = await _new_listing(db)
+    second = await _new_listing(db)
+    async with db.transaction() as session:
+        await ListingRepository(session).delete(second)
+    third = await _new_listing(db)
+    assert first < second < third

@@ -92,6 +92,11 @@ function showStatus(status) {
 }
 
 // ---------- personal events as toasts ----------
+function formatTime(iso) {
+  const moment = new Date(iso);
+  return Number.isNaN(moment.getTime()) ? '' : moment.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
 async function listingTitle(id) {
   try {
     const listing = await api.get(`/api/listings/${id}`);
@@ -136,23 +141,29 @@ function onPrivateEvent(event, data) {
       });
       break;
     case 'auction.unsold': {
+      // No bids, or none that reached the reserve: either way nothing was sold.
       const t = toast({
-        title: 'Auction ended',
-        body: `Your listing #${data.listing_id} ended with no bids.`,
+        title: 'Auction ended unsold',
+        body: `Your listing #${data.listing_id} ended without a sale.`,
         kind: 'info',
         link: { href: `/listings/${data.listing_id}`, text: 'View listing' },
+        timeout: 12000,
       });
-      listingTitle(data.listing_id).then((title) => t && t.setBody(document.createTextNode(`“${title}” ended with no bids.`)));
+      listingTitle(data.listing_id).then((title) => t && t.setBody(document.createTextNode(`“${title}” ended without a sale.`)));
       break;
     }
-    case 'auction.ending_soon':
-      toast({
-        title: 'Ending soon',
-        body: `Listing #${data.listing_id} ends soon.`,
-        kind: 'info',
+    case 'auction.ending_soon': {
+      const when = data.ends_at ? ` at ${formatTime(data.ends_at)}` : '';
+      const t = toast({
+        title: 'An auction you follow ends soon',
+        body: `Listing #${data.listing_id} ends${when}.`,
+        kind: 'warning',
         link: { href: `/listings/${data.listing_id}`, text: 'Have a look' },
+        timeout: 15000,
       });
+      listingTitle(data.listing_id).then((title) => t && t.setBody(document.createTextNode(`“${title}” ends${when}.`)));
       break;
+    }
     default:
       break;
   }

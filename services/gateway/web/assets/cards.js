@@ -12,6 +12,7 @@ export function listingCard(listing) {
   const status = h('span', { class: 'badge status' });
   const watched = h('span', { class: 'badge badge-info' });
   const extra = h('span', { class: 'badge badge-success', hidden: true });
+  const buyNow = h('span', { class: 'badge badge-primary buy-now-badge', hidden: true });
   const titleId = `card-title-${listing.id}`;
   const el = h('article', { class: 'card listing-card', dataset: { listingId: listing.id }, 'aria-labelledby': titleId },
     h('a', { class: 'thumb', href: `/listings/${listing.id}`, tabindex: '-1', 'aria-hidden': 'true' },
@@ -23,7 +24,7 @@ export function listingCard(listing) {
       h('div', { class: 'badges' },
         status,
         listing.category ? h('span', { class: 'badge', text: listing.category.name }) : null,
-        watched, extra)));
+        watched, extra, buyNow)));
 
   function paint() {
     const closed = state.status === 'closed';
@@ -33,6 +34,8 @@ export function listingCard(listing) {
     status.className = `badge status ${closed ? 'badge-danger' : 'badge-success'}`;
     setText(status, closed ? 'Ended' : 'Active');
     watched.hidden = !state.watched;
+    buyNow.hidden = closed || !state.buy_now_price;
+    setText(buyNow, state.buy_now_price && !closed ? `Buy now ${formatMoney(state.buy_now_price)}` : '');
     setText(watched, state.watched ? 'Watching' : '');
     const me = currentUser();
     if (me && closed && state.winner && state.winner.id === me.id) {
@@ -83,12 +86,18 @@ export function applyListingsEvent(cards, event, data) {
   const card = cards.get(Number(data.listing_id));
   if (!card) return false;
   if (event === 'bid.placed') {
-    card.update({
+    const patch = {
       current_price: data.amount,
       bid_count: data.bid_count,
       ends_at: data.ends_at || card.listing.ends_at,
       leader_id: data.bidder_id,
-    });
+    };
+    if (data.reserve_met !== undefined) patch.reserve_met = data.reserve_met;
+    // Buy now ends with the first bid, or once a bid reaches the reserve.
+    if (data.buy_now_available === false || (data.buy_now_available === undefined && (card.listing.reserve_met ?? null) === null)) {
+      patch.buy_now_price = null;
+    }
+    card.update(patch);
     return true;
   }
   if (event === 'auction.closed') {

@@ -16,6 +16,8 @@ export function mount(ctx) {
   const category = h('select', { class: 'input', required: true }, h('option', { value: '', text: 'Choose…' }));
   const startPrice = h('input', { class: 'input', type: 'number', required: true, min: '0.01', max: '1000000', step: '0.01', inputmode: 'decimal', placeholder: '1.00' });
   const increment = h('input', { class: 'input', type: 'number', min: '0.01', max: '1000000', step: '0.01', inputmode: 'decimal', placeholder: '0.01' });
+  const reserve = h('input', { class: 'input', type: 'number', min: '0.01', max: '1000000', step: '0.01', inputmode: 'decimal', placeholder: 'none' });
+  const buyNow = h('input', { class: 'input', type: 'number', min: '0.01', max: '1000000', step: '0.01', inputmode: 'decimal', placeholder: 'none' });
   const description = h('textarea', { class: 'input', maxlength: '2000', rows: '5', placeholder: 'Condition, size, what is included…' });
   const counter = h('span', { 'aria-live': 'off', text: '0 / 2000' });
   const image = h('input', { class: 'input', type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp' });
@@ -52,7 +54,9 @@ export function mount(ctx) {
       field({ label: 'Category', control: category, name: 'category_id' }),
       field({ label: 'Start price ($)', control: startPrice, name: 'start_price' }),
       h('div', { class: 'span-all' }, durationSet, durationHint, durationError),
-      field({ label: 'Bid increment ($, optional)', control: increment, name: 'bid_increment', hint: 'Each new bid must beat the current one by at least this much. Default $0.01.' }),
+      field({ label: 'Bid increment ($, optional)', control: increment, name: 'bid_increment', hint: 'Each new bid must beat the current one by at least this much. Default: steps that grow with the price.' }),
+      field({ label: 'Reserve price ($, optional)', control: reserve, name: 'reserve_price', hint: 'Hidden: below it the item does not sell. Bidders only see whether it is met.' }),
+      field({ label: 'Buy-now price ($, optional)', control: buyNow, name: 'buy_now_price', hint: 'Anyone may buy at this price until the first bid (or until the reserve is met).' }),
       h('div', { class: 'span-2' }, field({ label: 'Image (optional)', control: image, name: 'image', hint: 'PNG, JPEG, GIF or WebP.' }), preview),
       field({ label: 'Description (optional)', control: description, name: 'description', className: 'span-all', hint: counter })),
     h('div', { class: 'form-submit' }, submit));
@@ -113,6 +117,8 @@ export function mount(ctx) {
     };
     if (description.value.trim()) body.description = description.value.trim();
     if (increment.value) body.bid_increment = increment.value;
+    if (reserve.value) body.reserve_price = reserve.value;
+    if (buyNow.value) body.buy_now_price = buyNow.value;
     const file = image.files[0];
 
     await busy(submit, 'Creating…', async () => {

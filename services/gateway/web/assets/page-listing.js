@@ -1,11 +1,13 @@
 // Listing detail: image, description, seller, price, minimum next bid, bid form, bid history, comments,
 // countdown on the server's clock, watch toggle, seller tools (edit, end now, delete once closed).
-// Everything on it is live through the `listing.<id>` topic; a reconnect refetches it all.
+// Auction formats: a private maximum (proxy bidding), the reserve badge, buy now, and feedback between
+// the two parties once it sold. Everything on it is live through the `listing.<id>` topic; a reconnect
+// refetches it all.
 import { ApiError, api, currentUser, isLoggedIn, serverNow } from './api.js';
 import { setTitle } from './badge.js';
 import {
   avatar, formatDateTime, formatDuration, formatMoney, h, icon, keepingFocus, listingImage, pluralize, randomKey, replace,
-  setText,
+  setText, uid,
 } from './dom.js';
 import { busy, clearErrors, field, formAlert, setFieldError, showApiError, showAlert } from './forms.js';
 import { toast } from './toast.js';
@@ -71,6 +73,15 @@ export function mount(ctx) {
     h('div', {}, h('dt', { text: 'Minimum next bid' }), minBidEl));
   const winnerBox = h('div', { class: 'winner-box', id: 'winner', role: 'status', hidden: true });
   const leaderNote = h('p', { class: 'alert alert-success', id: 'leader-note', hidden: true, text: 'You are the highest bidder.' });
+  // The caller's own maximum, as the last bid answer told it (the API never shows anyone else's).
+  let myMax = null;
+
+  // buy now: the button asks first; the message stays when the button goes (someone bid or bought first)
+  const buyNowBox = h('div', { class: 'buy-now', id: 'buy-now-box', hidden: true });
+  const buyNowAlert = h('p', { class: 'alert alert-warning', id: 'buy-now-message', role: 'alert', hidden: true });
+
+  // feedback between the seller and the winner, once it sold
+  const feedbackSection = h('section', { class: 'card', id: 'feedback', 'aria-labelledby': 'feedback-title', hidden: true });
 
   // bid form
   const bidInput = h('input', { class: 'input', type: 'number', step: '0.01', min: '0.01', inputmode: 'decimal', required: true });
@@ -78,11 +89,14 @@ export function mount(ctx) {
   const bidAlert = formAlert();
   const bidHint = h('span', {});
   const bidField = field({ label: 'Your bid ($)', control: bidInput, name: 'amount', hint: bidHint });
-  const bidGroup = h('div', { class: 'input-group' });
-  bidInput.replaceWith(bidGroup);
-  bidGroup.append(bidInput, bidButton);
-  const bidOk = h('p', { class: 'alert alert-success', role: 'status', hidden: true });
-  const bidForm = h('form', { class: 'bid-form', id: 'bid-form', novalidate: true }, bidAlert, bidOk, bidField);
+  const maxInput = h('input', { class: 'input', type: 'number', step: '0.01', min: '0.01', inputmode: 'decimal', id: 'max-bid', placeholder: 'optional' });
+  const maxField = field({
+    label: 'Max bid ($, optional)', control: maxInput, name: 'max_amount',
+    hint: 'We bid for you, only as much as needed to lead, up to this. Nobody else sees it.',
+  });
+  const bidOk = h('p', { class: 'alert alert-success', id: 'bid-result', role: 'status', hidden: true });
+  const bidForm = h('form', { class: 'bid-form', id: 'bid-form', novalidate: true }, bidAlert, bidOk,
+    h('div', { class: 'bid-row' }, bidField, maxField, h('div', { class: 'bid-submit' }, bidButton)));
   const bidElsewhere = h('div', { class: 'alert alert-info', hidden: true });
 
   // seller tools
@@ -117,7 +131,8 @@ export function mount(ctx) {
           h('div', { class: 'table-wrap' }, h('table', { class: 'table' }, detailsTable))))),
       h('section', { class: 'card', 'aria-labelledby': 'auction-title' }, h('div', { class: 'card-body' },
         h('h2', { id: 'auction-title', text: 'Auction' }),
-        winnerBox, stats, leaderNote, bidForm, bidElsewhere, sellerTools)),
+        winnerBox, stats, leaderNote, buyNowAlert, buyNowBox, bidForm, bidElsewhere, sellerTools)),
+      feedbackSection,
       h('div', { class: 'two-col' },
         h('section', { class: 'card', 'aria-labelledby': 'bids-title' }, h('div', { class: 'card-body' },
           h('h2', { id: 'bids-title', text: 'Bid history' }),
@@ -141,9 +156,6 @@ export function mount(ctx) {
     statusBadge.className = `badge ${closed ? 'badge-danger' : 'badge-success'}`;
     setText(statusBadge, closed ? 'Ended' : 'Active');
     setText(categoryBadge, l.category ? l.category.name : '');
-    reserveBadge.hidden = l.reserve_met === null || l.reserve_met === undefined;
-    reserveBadge.className = `badge ${l.reserve_met ? 'badge-success' : 'badge-warning'}`;
-    setText(reserveBadge, l.reserve_met ? 'Reserve met' : 'Reserve not met');
     categoryBadge.hidden = !l.category;
     if (imageBox.dataset.src !== (l.image_url || '')) {
       imageBox.dataset.src = l.image_url || '';
@@ -164,11 +176,14 @@ export function mount(ctx) {
     replace(detailsTable,
       row('Start price', formatMoney(l.start_price)),
       l.bid_increment ? row('Bid increment', formatMoney(l.bid_increment)) : null,
+      l.reserve_price ? row('Reserve price (only you see it)', formatMoney(l.reserve_price)) : null,
+      l.buy_now_price ? row('Buy now price', formatMoney(l.buy_now_price)) : null,
       row('Listed', formatDateTime(l.created_at)),
       row(closed ? 'Scheduled end' : 'Ends', formatDateTime(l.ends_at)));
     paintWatch();
     paintAuction();
     paintSellerTools();
+    paintFeedback();
   }
 
   function row(label, value) {
@@ -202,6 +217,10 @@ export function mount(ctx) {
     setText(priceEl, formatMoney(l.current_price));
     setText(bidCountEl, String(l.bid_count || 0));
     setText(minBidEl, closed ? '—' : formatMoney(l.min_next_bid));
+    // null (or absent) means the listing has no reserve: no badge at all.
+    reserveBadge.hidden = l.reserve_met === null || l.reserve_met === undefined;
+    reserveBadge.className = `badge ${l.reserve_met ? 'badge-success' : 'badge-warning'}`;
+    setText(reserveBadge, l.reserve_met ? 'Reserve met' : 'Reserve not met');
     tick();
 
     // winner
@@ -221,10 +240,14 @@ export function mount(ctx) {
           ` for ${formatMoney(l.current_price)}.`);
       } else {
         winnerBox.className = 'winner-box none';
-        replace(winnerBox, 'This auction ended with no bids.');
+        replace(winnerBox, l.bid_count ? 'This auction ended without a sale: the reserve price was not met.' : 'This auction ended with no bids.');
       }
     }
-    leaderNote.hidden = closed || !user || l.leader_id !== user.id;
+    const leading = !closed && Boolean(user) && l.leader_id === user.id;
+    leaderNote.hidden = !leading;
+    if (!leading) myMax = null;
+    setText(leaderNote, myMax ? `You are the highest bidder (max ${formatMoney(myMax)}).` : 'You are the highest bidder.');
+    paintBuyNow();
 
     // bid form or why not
     const canBid = !closed && isLoggedIn() && !isSeller();
@@ -389,6 +412,135 @@ export function mount(ctx) {
     titleInput.focus();
   }
 
+  // ---------- buy now ----------
+  function paintBuyNow() {
+    const l = listing;
+    const offered = l.status !== 'closed' && Boolean(l.buy_now_price) && isLoggedIn() && !isSeller();
+    buyNowBox.hidden = !offered;
+    if (!offered) {
+      delete buyNowBox.dataset.price;
+      buyNowBox.replaceChildren();
+      return;
+    }
+    // Rebuild only when the price changes, so an open "are you sure?" survives live updates.
+    if (buyNowBox.dataset.price === l.buy_now_price) return;
+    buyNowBox.dataset.price = l.buy_now_price;
+    const price = formatMoney(l.buy_now_price);
+    replace(buyNowBox, confirmButton(`Buy now for ${price}`, `Buy it now for ${price}? The auction ends at once.`, 'Yes, buy it', 'btn-primary', 'buy-now', buyNow));
+  }
+
+  async function buyNow() {
+    buyNowAlert.hidden = true;
+    try {
+      await api.post(`/api/listings/${id}/buy`, {}, { headers: { 'Idempotency-Key': randomKey() } });
+      if (!ctx.alive) return;
+      toast({ title: 'You bought it!', body: `“${listing.title}” is yours. The seller has been told.`, kind: 'success', timeout: 8000 });
+      announce('You bought this item.');
+      await refetchListing();
+      loadBids();
+    } catch (err) {
+      if (!ctx.alive) return;
+      buyNowAlert.textContent = err.code === 'buy_now_unavailable'
+        ? `Buy now is no longer available: ${err.message}`
+        : `Could not buy it: ${err.message}`;
+      buyNowAlert.hidden = false;
+      listing.buy_now_price = err.code === 'buy_now_unavailable' ? null : listing.buy_now_price;
+      paintBuyNow();
+      refetchListing();
+    }
+  }
+
+  // ---------- feedback (after a sale, between the seller and the winner) ----------
+  let feedbackDone = null; // listing id + viewer for which the feedback box was built
+
+  function feedbackParty() {
+    const l = listing;
+    const user = me();
+    if (!l || l.status !== 'closed' || !l.winner || !user) return null;
+    if (user.id === l.winner.id) return { other: l.seller, role: 'seller' };
+    if (user.id === l.seller.id) return { other: l.winner, role: 'buyer' };
+    return null;
+  }
+
+  function paintFeedback() {
+    const party = feedbackParty();
+    feedbackSection.hidden = !party;
+    if (!party) {
+      feedbackDone = null;
+      return;
+    }
+    const key = `${id} ${me().id}`;
+    if (feedbackDone === key) return; // a half-written comment survives live updates
+    feedbackDone = key;
+    const title = h('h2', { id: 'feedback-title', text: `Feedback on the ${party.role}` });
+    const done = h('p', { class: 'alert alert-success', id: 'feedback-left', role: 'status', hidden: true, text: 'Feedback left. Thank you!' });
+    const form = feedbackForm(party, () => { form.hidden = true; done.hidden = false; });
+    replace(feedbackSection, h('div', { class: 'card-body' }, title,
+      h('p', { class: 'muted' }, 'Rate ', h('a', { href: `/users/${party.other.id}`, text: `@${party.other.username}` }), ' for this sale. You can do it once.'),
+      done, form));
+    // Already rated (an earlier visit)? Their received feedback says so.
+    api.get(`/api/users/${party.other.id}/feedback`, { query: { limit: 100 }, signal: ctx.signal }).then((page) => {
+      if (!ctx.alive) return;
+      const mine = (page.items || []).some((f) => f.listing_id === id && f.from_user && f.from_user.id === me()?.id);
+      if (mine) { form.hidden = true; done.hidden = false; }
+    }).catch(() => { /* the form still works; a second rating is refused as feedback_exists */ });
+  }
+
+  function feedbackForm(party, onDone) {
+    const choices = [['1', 'Positive'], ['0', 'Neutral'], ['-1', 'Negative']].map(([value, label]) => {
+      const radioId = uid('rating');
+      return h('label', { for: radioId, class: `rating rating-${label.toLowerCase()}` },
+        h('input', { type: 'radio', name: 'rating', id: radioId, value }), label);
+    });
+    const ratingError = h('div', { class: 'field-error rating-error', id: uid('rating-error'), dataset: { errorFor: 'rating' } });
+    const ratingSet = h('fieldset', { class: 'radio-row', 'aria-describedby': ratingError.id },
+      h('legend', { text: 'Your rating' }), choices);
+    const comment = h('textarea', { class: 'input', maxlength: '500', rows: '3', placeholder: `How was it to deal with @${party.other.username}?` });
+    const submit = h('button', { class: 'btn btn-primary', type: 'submit', text: 'Leave feedback' });
+    const alert = formAlert();
+    const form = h('form', { id: 'feedback-form', novalidate: true }, alert, ratingSet, ratingError,
+      field({ label: 'Comment (optional)', control: comment, name: 'comment', hint: 'Up to 500 characters.' }),
+      h('div', { class: 'actions' }, submit));
+    ratingSet.addEventListener('change', () => { ratingError.textContent = ''; });
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearErrors(form, alert);
+      const checked = form.querySelector('input[name="rating"]:checked');
+      if (!checked) {
+        setFieldError(form, 'rating', 'Choose a rating.');
+        form.querySelector('input[name="rating"]').focus();
+        return;
+      }
+      const payload = { rating: Number(checked.value) };
+      if (comment.value.trim()) payload.comment = comment.value.trim();
+      await busy(submit, 'Sending…', async () => {
+        // The users service learns of the sale from the close event a moment after it: retry briefly.
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            await api.post(`/api/listings/${id}/feedback`, payload);
+            if (!ctx.alive) return;
+            onDone();
+            announce('Feedback left.');
+            return;
+          } catch (err) {
+            if (!ctx.alive) return;
+            if (err.code === 'feedback_exists') {
+              onDone();
+              return;
+            }
+            if (err.code === 'not_sold' && attempt < 5) {
+              await new Promise((resolve) => { setTimeout(resolve, 600); });
+              continue;
+            }
+            showApiError(form, alert, err);
+            return;
+          }
+        }
+      });
+    });
+    return form;
+  }
+
   // ---------- bids ----------
   function bidRow(bid) {
     const mine = me() && bid.bidder_id === me().id;
@@ -426,30 +578,52 @@ export function mount(ctx) {
     clearErrors(bidForm, bidAlert);
     bidOk.hidden = true;
     const amount = bidInput.value.trim();
-    if (!/^\d+(\.\d{1,2})?$/.test(amount)) {
-      setFieldError(bidForm, 'amount', 'Enter an amount like 12.50.');
-      bidInput.focus();
-      return;
-    }
-    if (cents(amount) < cents(listing.min_next_bid)) {
-      setFieldError(bidForm, 'amount', `Bid at least ${formatMoney(listing.min_next_bid)}.`);
-      bidInput.focus();
-      return;
-    }
+    const max = maxInput.value.trim();
+    const money = /^\d+(\.\d{1,2})?$/;
+    const invalid = (name, control, message) => {
+      setFieldError(bidForm, name, message);
+      control.focus();
+    };
+    // Either a bid, a maximum, or both (the system then bids for you up to the maximum).
+    if (!max && !money.test(amount)) return invalid('amount', bidInput, 'Enter an amount like 12.50.');
+    if (amount && !money.test(amount)) return invalid('amount', bidInput, 'Enter an amount like 12.50, or leave it empty to bid with your maximum only.');
+    if (max && !money.test(max)) return invalid('max_amount', maxInput, 'Enter a maximum like 25.00.');
+    if (amount && cents(amount) < cents(listing.min_next_bid)) return invalid('amount', bidInput, `Bid at least ${formatMoney(listing.min_next_bid)}.`);
+    if (max && cents(max) < cents(listing.min_next_bid)) return invalid('max_amount', maxInput, `Your maximum must be at least ${formatMoney(listing.min_next_bid)}.`);
+    if (max && amount && cents(max) < cents(amount)) return invalid('max_amount', maxInput, 'Your maximum cannot be below your bid.');
+    const request = {};
+    if (amount) request.amount = amount;
+    if (max) request.max_amount = max;
     await busy(bidButton, 'Bidding…', async () => {
       try {
-        const bid = await api.post(`/api/listings/${id}/bids`, { amount }, { headers: { 'Idempotency-Key': randomKey() } });
+        const bid = await api.post(`/api/listings/${id}/bids`, request, { headers: { 'Idempotency-Key': randomKey() } });
         if (!ctx.alive) return;
         const known = bids.has(bid.id); // the live event may have been faster than this answer
         bids.set(bid.id, { ...bid, bidder_username: me() && me().username });
-        if (!known) listing.bid_count = (listing.bid_count || 0) + 1;
+        if (!known) listing.bid_count = Math.max(listing.bid_count || 0, bid.bid_count || 0, (listing.bid_count || 0) + 1);
+        // An answer without `leading` comes from plain bidding, where an accepted bid always leads.
+        const leading = bid.leading !== false;
         Object.assign(listing, {
           current_price: bid.current_price || bid.amount,
           ends_at: bid.ends_at || listing.ends_at,
-          leader_id: bid.bidder_id,
+          min_next_bid: bid.min_next_bid || listing.min_next_bid,
         });
-        bidOk.textContent = `Your bid of ${formatMoney(bid.amount)} is in.`;
-        bidOk.hidden = false;
+        if (leading) listing.leader_id = bid.bidder_id;
+        else if (listing.leader_id === bid.bidder_id) listing.leader_id = null;
+        myMax = leading && bid.max_amount ? bid.max_amount : null;
+        if (!leading) {
+          bidOk.className = 'alert alert-warning';
+          bidOk.textContent = `You were outbid by an automatic bid: the price is now ${formatMoney(listing.current_price)}.`;
+        } else if (bid.max_amount) {
+          // The leader note says it (and stays live); a second copy here would only repeat it.
+          bidOk.className = 'alert alert-success';
+          bidOk.textContent = '';
+        } else {
+          bidOk.className = 'alert alert-success';
+          bidOk.textContent = `Your bid of ${formatMoney(bid.amount)} is in.`;
+        }
+        bidOk.hidden = !bidOk.textContent;
+        maxInput.value = '';
         renderBids();
         paintAuction();
         scheduleRefetch();
@@ -466,7 +640,7 @@ export function mount(ctx) {
         } else if (err.code === 'own_listing') {
           showAlert(bidAlert, 'You cannot bid on your own listing.');
         } else {
-          showApiError(bidForm, bidAlert, err, { fieldMap: { amount: 'amount' } });
+          showApiError(bidForm, bidAlert, err, { fieldMap: { amount: 'amount', max_amount: 'max_amount' } });
         }
       }
     });
@@ -598,6 +772,11 @@ export function mount(ctx) {
           listing.leader_id = data.bidder_id;
         }
         listing.bid_count = Math.max(listing.bid_count || 0, data.bid_count || 0);
+        if (data.reserve_met !== undefined) listing.reserve_met = data.reserve_met;
+        // Buying now ends with the first bid (with a reserve: once a bid reaches it).
+        if (data.buy_now_available === false || (data.buy_now_available === undefined && (listing.reserve_met ?? null) === null)) {
+          listing.buy_now_price = null;
+        }
         if (data.ends_at) listing.ends_at = data.ends_at;
         if (listing.bid_increment) listing.min_next_bid = centsToString(cents(listing.current_price) + cents(listing.bid_increment));
         renderBids();
@@ -625,6 +804,7 @@ export function mount(ctx) {
         break;
       case 'auction.closed':
         listing.status = 'closed';
+        listing.buy_now_price = null;
         if (data.final_price) listing.current_price = data.final_price;
         listing.winner = data.winner_id ? { id: data.winner_id, username: data.winner_username || `user #${data.winner_id}` } : null;
         stopPolling();

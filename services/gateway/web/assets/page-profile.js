@@ -1,8 +1,9 @@
-// The cabinet (/me: own profile, stats, avatar change) and public profiles (/users/<id>).
+// The cabinet (/me: own profile, stats, avatar change) and public profiles (/users/<id>), both with the
+// feedback the user received after sales (score, counts, the latest comments, the rest on demand).
 import { api, currentUser, isLoggedIn, updateCurrentUser } from './api.js';
 import { setTitle } from './badge.js';
 import { listingCard, applyListingsEvent } from './cards.js';
-import { avatar, formatDate, h, keepingFocus, replace, setText } from './dom.js';
+import { avatar, formatDate, formatDateTime, h, keepingFocus, replace, setText } from './dom.js';
 import { busy, clearErrors, field, formAlert, setFieldError, showApiError } from './forms.js';
 import { toast } from './toast.js';
 
@@ -13,6 +14,57 @@ function statsBlock(user) {
     h('div', {}, h('strong', { id: 'stat-listings', text: String(s.listings ?? 0) }), h('span', { text: 'Listings' })),
     h('div', {}, h('strong', { id: 'stat-won', text: String(s.won ?? 0) }), h('span', { text: 'Won' })),
     h('div', {}, h('strong', { id: 'stat-bids', text: String(s.bids ?? 0) }), h('span', { text: 'Bids' })));
+}
+
+const RATING_LABEL = { 1: 'Positive', 0: 'Neutral', '-1': 'Negative' };
+const RATING_BADGE = { 1: 'badge-success', 0: 'badge', '-1': 'badge-danger' };
+
+function signed(n) {
+  return n > 0 ? `+${n}` : String(n);
+}
+
+function feedbackItem(f) {
+  const from = f.from_user || {};
+  return h('li', { class: 'feedback-item', dataset: { feedbackId: f.id } },
+    h('span', { class: `badge ${RATING_BADGE[f.rating] || 'badge'}`, text: RATING_LABEL[f.rating] || String(f.rating) }),
+    h('div', {},
+      h('div', { class: 'small' },
+        'From ', h('a', { href: `/users/${from.id}`, text: `@${from.username || `user #${from.id}`}` }),
+        ' on ', h('a', { href: `/listings/${f.listing_id}`, text: f.listing_title || `listing #${f.listing_id}` }), ' · ',
+        h('time', { class: 'muted', datetime: f.created_at, text: formatDateTime(f.created_at) })),
+      f.comment ? h('p', { class: 'text', text: f.comment }) : h('p', { class: 'text muted', text: 'No comment.' })));
+}
+
+/** Score and counts, the latest received comments, and "show all" (cursor pages of /feedback). */
+function feedbackSection(ctx, user) {
+  const fb = user.feedback || { score: 0, positive: 0, neutral: 0, negative: 0, recent: [] };
+  const total = (fb.positive || 0) + (fb.neutral || 0) + (fb.negative || 0);
+  const list = h('ul', { class: 'feedback-list', id: 'feedback-list' }, (fb.recent || []).map(feedbackItem));
+  const more = h('button', { type: 'button', class: 'btn btn-sm btn-outline', text: 'Show all feedback', hidden: total <= (fb.recent || []).length });
+  let cursor;
+  more.addEventListener('click', () => busy(more, 'Loading…', async () => {
+    try {
+      const page = await api.get(`/api/users/${user.id}/feedback`, { query: { cursor }, signal: ctx.signal });
+      if (!ctx.alive) return;
+      if (cursor === undefined) list.replaceChildren();
+      list.append(...(page.items || []).map(feedbackItem));
+      cursor = page.next_cursor || undefined;
+      more.hidden = !page.next_cursor;
+      setText(more, 'Show more feedback');
+    } catch (err) {
+      if (ctx.alive && err.name !== 'AbortError') toast({ title: 'Feedback could not be loaded', body: err.message, kind: 'danger' });
+    }
+  }));
+  return h('section', { class: 'card', 'aria-labelledby': 'feedback-heading', id: 'feedback' }, h('div', { class: 'card-body' },
+    h('h2', { id: 'feedback-heading', text: 'Feedback' }),
+    h('p', { class: 'feedback-summary' },
+      h('span', { class: 'feedback-score', id: 'feedback-score', text: `Score ${signed(fb.score || 0)}` }),
+      h('span', { class: 'badge badge-success', id: 'feedback-positive', text: `${fb.positive || 0} positive` }),
+      h('span', { class: 'badge', id: 'feedback-neutral', text: `${fb.neutral || 0} neutral` }),
+      h('span', { class: 'badge badge-danger', id: 'feedback-negative', text: `${fb.negative || 0} negative` })),
+    total ? null : h('p', { class: 'muted', text: 'No feedback yet.' }),
+    list,
+    h('div', { class: 'load-more' }, more)));
 }
 
 function loadingCard(ctx, text) {
@@ -155,6 +207,7 @@ export function mountCabinet(ctx) {
             h('a', { class: 'btn btn-sm btn-outline', href: '/?scope=bids', text: 'My bids' }),
             h('a', { class: 'btn btn-sm btn-outline', href: '/?scope=won', text: 'Won' }),
             h('a', { class: 'btn btn-sm btn-outline', href: `/users/${me.id}`, text: 'Public profile' }))))),
+      feedbackSection(ctx, me),
       h('section', { class: 'card', 'aria-labelledby': 'avatar-title' }, h('div', { class: 'card-body' },
         h('h2', { id: 'avatar-title', text: 'Change profile picture' }), form))));
   });
@@ -192,12 +245,12 @@ export function mountProfile(ctx) {
       }));
       actions.push(message);
     }
-    const feedback = user.feedback ? h('p', { class: 'muted', text: `Feedback score: ${user.feedback.score}` }) : null;
     keepingFocus(ctx.root, () => replace(ctx.root,
       h('section', { class: 'card', 'aria-labelledby': 'profile-name' }, h('div', { class: 'card-body profile-head' },
         avatar(user.avatar_url, user.username, 'lg'),
-        h('div', {}, h('h1', { id: 'profile-name', text: user.username }), statsBlock(user), feedback,
+        h('div', {}, h('h1', { id: 'profile-name', text: user.username }), statsBlock(user),
           actions.length ? h('p', { class: 'actions' }, actions) : null))),
+      feedbackSection(ctx, user),
       userListings(ctx, user.id, `Listings by ${user.username}`)));
   })();
   return null;
