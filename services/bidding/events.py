@@ -25,7 +25,6 @@ from shared.money import format_cents, parse_amount, to_cents
 from shared.outbox import record_event, record_events
 
 PRODUCER = "bidding"
-DEFAULT_INCREMENT_CENTS = 1
 
 
 async def bid_placed(
@@ -44,6 +43,7 @@ async def bid_placed(
     automatic: bool = False,
     reserve_met: bool | None = None,
     buy_now_available: bool = False,
+    min_next_bid_cents: int | None = None,
 ) -> None:
     await record_event(
         session,
@@ -65,6 +65,8 @@ async def bid_placed(
             "automatic": automatic,
             "reserve_met": reserve_met,
             "buy_now_available": buy_now_available,
+            # The next acceptable bid after this one (this service owns the increments).
+            "min_next_bid": format_cents(min_next_bid_cents) if min_next_bid_cents is not None else None,
         },
     )
 
@@ -142,7 +144,8 @@ async def _listing_created(session: AsyncSession, event: Envelope) -> None:
         "seller_username": str(data.get("seller_username") or "")[:64],
         "title": str(data.get("title") or "")[:200],
         "start_cents": start_cents,
-        "increment_cents": _cents(data.get("bid_increment")) or DEFAULT_INCREMENT_CENTS,
+        # No increment of its own: 0, the price bands of rules.BANDED_INCREMENTS apply.
+        "increment_cents": _cents(data.get("bid_increment")) or 0,
         "reserve_cents": _cents(data.get("reserve_price")),
         "buy_now_cents": _cents(data.get("buy_now_price")),
         "current_cents": start_cents,

@@ -98,7 +98,8 @@ class AuctionView(BaseModel):
     title: str
     status: Literal["active", "closed"]
     start_price: MoneyOut
-    bid_increment: MoneyOut
+    #: null: the price bands apply.
+    bid_increment: MoneyOut | None
     current_price: MoneyOut
     min_next_bid: MoneyOut
     bid_count: int

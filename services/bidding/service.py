@@ -28,6 +28,7 @@ from services.bidding.rules import (
     Step,
     TooLow,
     buy_now_available,
+    increment_at,
     min_next_bid_cents,
     rejection,
     reserve_met,
@@ -85,7 +86,7 @@ def auction_view(row: Row[Any]) -> AuctionView:
         title=row.title,
         status=public_status(row.status),
         start_price=from_cents(row.start_cents),
-        bid_increment=from_cents(row.increment_cents),
+        bid_increment=from_cents(row.increment_cents) if row.increment_cents else None,
         current_price=from_cents(row.current_cents),
         min_next_bid=from_cents(
             min_next_bid_cents(
@@ -305,6 +306,7 @@ class BiddingService:
                     bid_count=count,
                     open_=True,
                 ),
+                min_next_bid_cents=step.amount_cents + increment_at(step.amount_cents, accepted.increment_cents),
             )
         if steps and extend_to is not None and accepted.ends_at == extend_to:
             # The pending close message follows the new end when it arrives (see tasks.py).
@@ -508,6 +510,7 @@ class BiddingService:
                     automatic=False,
                     reserve_met=reserve_met(row.reserve_cents, row.current_cents, row.bid_count),
                     buy_now_available=False,
+                    min_next_bid_cents=None,
                 )
                 await events.auction_closed(session, row)
                 self._remember_closed([row])

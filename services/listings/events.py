@@ -50,7 +50,8 @@ async def listing_created(session: AsyncSession, listing: Listing, seller_userna
             "title": listing.title,
             "category_id": listing.category_id,
             "start_price": format_cents(listing.start_price),
-            "bid_increment": format_cents(listing.bid_increment),
+            # null: the bidding service's price bands apply.
+            "bid_increment": format_cents(listing.bid_increment) if listing.bid_increment else None,
             "image_url": image_url(listing),
             "created_at": format_time(listing.created_at),
             "ends_at": format_time(listing.ends_at),
@@ -136,7 +137,8 @@ async def _bid_placed(session: AsyncSession, event: Envelope) -> None:
         log.info("bid.placed %s for listing %s, which is gone; ignored", event.id, listing_id)
         return
     bidder_id = int(data["bidder_id"])
-    await listings.apply_bid(listing_id, parse_cents(data["amount"]), int(data["bid_count"]), bidder_id)
+    min_next = parse_cents(data["min_next_bid"]) if data.get("min_next_bid") else None
+    await listings.apply_bid(listing_id, parse_cents(data["amount"]), int(data["bid_count"]), bidder_id, min_next)
     if data.get("ends_at"):
         await listings.extend(listing_id, parse_time(data["ends_at"]))
     await listings.add_bidder(listing_id, bidder_id)

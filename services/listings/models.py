@@ -72,6 +72,8 @@ class Listing(Base):
 
     # The projection of the bidding service's events.
     current_price: Mapped[int] = mapped_column(BigInteger)
+    #: The bidding service's next acceptable bid after the latest bid shown (it owns the increments).
+    min_next_bid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bid_count: Mapped[int] = mapped_column(Integer, default=0)
     leader_id: Mapped[int | None] = mapped_column(IdType, nullable=True)
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -181,12 +181,14 @@ class ListingRepository:
         await self.session.execute(delete(Listing).where(Listing.id == listing_id))
 
     # ----- the projection of the bidding service's events; each one only moves forward -----
-    async def apply_bid(self, listing_id: int, amount: int, bid_count: int, bidder_id: int) -> bool:
+    async def apply_bid(
+        self, listing_id: int, amount: int, bid_count: int, bidder_id: int, min_next_bid: int | None = None
+    ) -> bool:
         """Take a bid if it is newer than what is shown (a higher bid count); False for a stale one."""
         result = await self.session.execute(
             update(Listing)
             .where(Listing.id == listing_id, Listing.bid_count < bid_count, Listing.current_price <= amount)
-            .values(current_price=amount, bid_count=bid_count, leader_id=bidder_id)
+            .values(current_price=amount, bid_count=bid_count, leader_id=bidder_id, min_next_bid=min_next_bid)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

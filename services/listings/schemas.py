@@ -93,7 +93,8 @@ class ListingOut(BaseModel):
     image_url: str | None
     start_price: MoneyOut
     current_price: MoneyOut
-    bid_increment: MoneyOut
+    #: null: the price-banded increments apply (``min_next_bid`` always tells the next acceptable bid).
+    bid_increment: MoneyOut | None
     bid_count: int
     leader_id: int | None
     min_next_bid: MoneyOut

@@ -175,11 +175,13 @@ def listing_view(row: ListingRow, *, viewer_id: int | None, watched: bool, now: 
         image_url=events.image_url(listing),
         start_price=from_cents(listing.start_price),
         current_price=from_cents(listing.current_price),
-        bid_increment=from_cents(listing.bid_increment),
+        bid_increment=from_cents(listing.bid_increment) if listing.bid_increment else None,
         bid_count=listing.bid_count,
         leader_id=listing.leader_id,
         min_next_bid=from_cents(
-            min_next_bid(listing.start_price, listing.current_price, listing.bid_count, listing.bid_increment)
+            listing.min_next_bid
+            if listing.bid_count and listing.min_next_bid is not None
+            else min_next_bid(listing.start_price, listing.current_price, listing.bid_count, listing.bid_increment)
         ),
         created_at=listing.created_at,
         ends_at=listing.ends_at,
@@ -321,7 +323,9 @@ class ListingsService:
             search_text=search_text(body.title, description),
             image=None,
             start_price=start,
-            bid_increment=_cents(body.bid_increment) or DEFAULT_INCREMENT_CENTS,
+            # 0: the bidding service's price bands decide (AUCTION_INCREMENTS=banded).
+            bid_increment=_cents(body.bid_increment)
+            or (0 if self.settings.auction_increments == "banded" else DEFAULT_INCREMENT_CENTS),
             reserve_price=_cents(body.reserve_price),
             buy_now_price=_cents(body.buy_now_price),
             created_at=now,

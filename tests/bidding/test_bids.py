@@ -24,6 +24,7 @@ BID_PLACED_FIELDS = {
     "automatic",
     "reserve_met",
     "buy_now_available",
+    "min_next_bid",
 }
 
 

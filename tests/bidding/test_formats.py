@@ -238,3 +238,23 @@ async def test_ending_soon_goes_once_to_bidders_and_watchers(bidding_settings, t
         await asyncio.sleep(0.6)
         assert len(b.recorder.of("auction.ending_soon", lid)) == 1
         assert b.recorder.of("auction.ending_soon", short) == []  # shorter than the lead: no alert
+
+
+async def test_banded_increments_apply_when_the_listing_sets_none(bidding_settings, test_keys) -> None:
+    async with running(bidding_settings(), test_keys) as b:
+        lid = await b.create_listing(start_price="3.00", bid_increment=None)
+        state = await b.auction(lid)
+        assert (state["bid_increment"], state["min_next_bid"]) == (None, "3.00")
+        first = await b.bid(lid, 2, "3.00")
+        assert first.status_code == 201 and first.json()["min_next_bid"] == "3.25"  # 1.00-4.99: steps of 0.25
+        low = await b.bid(lid, 3, "3.10")
+        assert low.status_code == 409 and low.json()["min_next_bid"] == "3.25"
+        assert (await b.bid(lid, 3, "3.25")).status_code == 201
+        higher = await b.bid(lid, 2, "5.00")
+        assert higher.json()["min_next_bid"] == "5.50"  # 5.00-24.99: steps of 0.50
+        # A maximum answers with the band's step too: 5.50 from Bob is answered at 6.00 by Alice's 20.
+        assert (await b.bid(lid, 2, max_amount="20")).status_code == 200
+        answered = await b.bid(lid, 3, "5.50")
+        assert (answered.json()["current_price"], answered.json()["leading"]) == ("6.00", False)
+        placed = await b.recorder.wait_for("bid.placed", lid, count=5)
+        assert {e.data["amount"]: e.data["min_next_bid"] for e in placed}["6.00"] == "6.50"

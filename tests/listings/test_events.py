@@ -244,3 +244,25 @@ async def test_published_events_carry_the_catalogue_fields(
     assert len(feed.of_type("listing.updated")) == 2
     assert len(feed.of_type("listing.deleted")) == 1
     assert len(feed.of_type("listing.created")) == 1
+
+
+async def test_min_next_bid_is_the_bidding_services_and_banded_listings_say_so(
+    client: httpx.AsyncClient, test_keys: TestKeys, feed: Feed, app: Any
+) -> None:
+    # The bidding service owns the increments: its next acceptable bid is shown as it says.
+    listing = await create_listing(client, test_keys, 1, start_price="3.00", bid_increment="1.00")
+    await feed.publish("bid.placed", bid(listing, 1, "3.00", bidder=21) | {"min_next_bid": "3.25"})
+
+    async def shows_it() -> bool:
+        return (await get_listing(client, listing["id"]))["min_next_bid"] == "3.25"
+
+    await eventually(shows_it)
+    # With AUCTION_INCREMENTS=banded, a listing without its own increment has none (the bands apply).
+    app.state.listings.settings.auction_increments = "banded"
+    banded = await create_listing(client, test_keys, 1, start_price="3.00")
+    assert banded["bid_increment"] is None and banded["min_next_bid"] == "3.00"
+    created = await feed.wait_for("listing.created", lambda data: data["listing_id"] == banded["id"])
+    assert created.data["bid_increment"] is None
+    app.state.listings.settings.auction_increments = "fixed"
+    fixed = await create_listing(client, test_keys, 1, start_price="3.00")
+    assert fixed["bid_increment"] == "0.01"
