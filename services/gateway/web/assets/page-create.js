@@ -54,7 +54,7 @@ export function mount(ctx) {
       field({ label: 'Category', control: category, name: 'category_id' }),
       field({ label: 'Start price ($)', control: startPrice, name: 'start_price' }),
       h('div', { class: 'span-all' }, durationSet, durationHint, durationError),
-      field({ label: 'Bid increment ($, optional)', control: increment, name: 'bid_increment', hint: 'Each new bid must beat the current one by at least this much. Left empty: the site's default ($0.01, or steps that grow with the price where the site uses price bands).' }),
+      field({ label: 'Bid increment ($, optional)', control: increment, name: 'bid_increment', hint: 'Each new bid must beat the current one by at least this much. Left empty: the default ($0.01, or steps that grow with the price where the site uses price bands).' }),
       field({ label: 'Reserve price ($, optional)', control: reserve, name: 'reserve_price', hint: 'Hidden: below it the item does not sell. Bidders only see whether it is met.' }),
       field({ label: 'Buy-now price ($, optional)', control: buyNow, name: 'buy_now_price', hint: 'Anyone may buy at this price until the first bid (or until the reserve is met).' }),
       h('div', { class: 'span-2' }, field({ label: 'Image (optional)', control: image, name: 'image', hint: 'PNG, JPEG, GIF or WebP.' }), preview),
