@@ -311,16 +311,7 @@ class BiddingService:
         if steps and extend_to is not None and accepted.ends_at == extend_to:
             # The pending close message follows the new end when it arrives (see tasks.py).
             await events.auction_extended(session, accepted.listing_id, accepted.ends_at)
-        own = next(
-            (
-                (s, i)
-                for s, i in zip(reversed(steps), reversed(ids), strict=True)
-                if s.bidder_id == principal.id and not s.automatic
-            ),
-            None,
-        ) or next(
-            ((s, i) for s, i in zip(reversed(steps), reversed(ids), strict=True) if s.bidder_id == principal.id), None
-        )
+        own = _own_bid(steps, ids, principal.id)
         leading = leader_id == principal.id
         placed = BidPlaced(
             id=own[1] if own else None,
@@ -653,6 +644,14 @@ class BiddingService:
         for row in rows:
             self.tasks.schedule(row.listing_id, row.ends_at)
         return len(rows)
+
+
+def _own_bid(steps: list[Step], ids: list[int], user_id: int) -> tuple[Step, int] | None:
+    """The bid a request placed for its caller (with its id): their own last step, else an automatic one
+    of theirs (a maximum lifted to the reserve), else none (an earlier equal maximum answered at once)."""
+    mine = [(step, bid_id) for step, bid_id in zip(steps, ids, strict=True) if step.bidder_id == user_id]
+    placed = [pair for pair in mine if not pair[0].automatic] or mine
+    return placed[-1] if placed else None
 
 
 def _bid_fields(row: Any) -> dict[str, Any]:
