@@ -3,7 +3,9 @@
 * ``python -m services run``: with neither ``AMQP_URL`` nor ``DATABASE_URL`` set, every service runs in
   this one process (SQLite under ``DATA_DIR``, the in-process bus, dramatiq's stub broker), the gateway
   on ``GATEWAY_PORT``. With both set, each service is started as its own uvicorn process plus the
-  dramatiq worker, the same topology as ``docker compose up``.
+  dramatiq worker, the same topology as ``docker compose up``. ``REPLICAS=N`` (or per process
+  ``USERS_REPLICAS``, ``LISTINGS_REPLICAS``, ``BIDDING_REPLICAS``, ``CHAT_REPLICAS``, ``GATEWAY_REPLICAS``,
+  ``WORKER_PROCESSES``) starts N of each: see :func:`plan_distributed` for the ports.
 * ``python -m services serve NAME``: one service under uvicorn on ``PORT`` (default 8000).
 * ``python -m services migrate [NAME ...]``: create and migrate the services' databases.
 """
@@ -11,13 +13,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +56,15 @@ def create_service_app(name: str, **kwargs: Any) -> FastAPI:
 
 
 def uvicorn_options(name: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"log_config": None, "timeout_graceful_shutdown": 10, "proxy_headers": True}
+    options: dict[str, Any] = {
+        "log_config": None,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": True,
+        # Idle keep-alive connections outlive the caller's (the gateway's pools drop theirs after 30 s,
+        # ingress-nginx after 60 s): when the server closed first, a request sent on the closing connection
+        # in that instant would fail, and a POST cannot be retried.
+        "timeout_keep_alive": 75,
+    }
     if name == "gateway":
         gateway = settings_for("gateway")
         # Protocol-level pings reap dead sockets; no per-message deflate keeps idle sockets small.
@@ -96,58 +109,125 @@ def run_embedded() -> None:
 
 
 # ------------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class Process:
+    """One process of the distributed mode: ``users-0``, ``gateway-1``, ``worker-0``, ..."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int | None = None
+
+
+def replica_count(name: str, environ: dict[str, str]) -> int:
+    """``<NAME>_REPLICAS``, else ``REPLICAS``, else 1 (the worker: ``WORKER_PROCESSES``)."""
+    key = "WORKER_PROCESSES" if name == "worker" else f"{name.upper()}_REPLICAS"
+    value = environ.get(key) or environ.get("REPLICAS") or "1"
+    count = int(value)
+    if count < 1:
+        raise SystemExit(f"{key} (or REPLICAS) must be at least 1, not {value}")
+    return count
+
+
+def plan_distributed(environ: dict[str, str], gateway_port: int) -> list[Process]:
+    """Every process of the distributed mode, with its port and environment.
+
+    Ports: the backend replicas take consecutive ports from ``SERVICES_BASE_PORT`` (8001) in the order
+    users, listings, bidding, chat (with one replica each: users 8001, listings 8002, bidding 8003,
+    chat 8004); the first gateway listens on ``GATEWAY_PORT``, further gateways on the ports right after
+    the backend block. Each gateway gets every replica's URL (comma-separated ``<NAME>_URL``) and spreads
+    requests over them; the services fetch the signing keys from the first users replica (``JWKS_URL``)
+    and cache them.
+    """
+    host = environ.get("HOST", "127.0.0.1")
+    port = int(environ.get("SERVICES_BASE_PORT", "8001"))
+    env = dict(environ)
+    env.setdefault("PYTHONPATH", str(ROOT))
+    backend: list[tuple[str, int]] = []
+    for name in BACKEND_SERVICES:
+        for _ in range(replica_count(name, environ)):
+            backend.append((name, port))
+            port += 1
+    for name in BACKEND_SERVICES:
+        env[f"{name.upper()}_URL"] = ",".join(f"http://{host}:{p}" for service, p in backend if service == name)
+    env["JWKS_URL"] = f"{env['USERS_URL'].split(',')[0]}/api/auth/jwks.json"
+
+    python = sys.executable
+    processes: list[Process] = []
+    replica: dict[str, int] = {}
+    for name, service_port in backend:
+        index = replica.setdefault(name, 0)
+        replica[name] = index + 1
+        serve_env = env | {"PORT": str(service_port), "HOST": host}
+        processes.append(Process(f"{name}-{index}", [python, "-m", "services", "serve", name], serve_env, service_port))
+    for index in range(replica_count("worker", environ)):
+        processes.append(Process(f"worker-{index}", [python, "-m", "services.bidding.worker"], env))
+    for index in range(replica_count("gateway", environ)):
+        gateway = gateway_port if index == 0 else port + index - 1
+        serve_env = env | {"PORT": str(gateway), "HOST": host}
+        processes.append(
+            Process(f"gateway-{index}", [python, "-m", "services", "serve", "gateway"], serve_env, gateway)
+        )
+    return processes
+
+
 def run_distributed() -> None:
     gateway = settings_for("gateway")
-    host = os.environ.get("HOST", "127.0.0.1")
-    base = int(os.environ.get("SERVICES_BASE_PORT", "8001"))
-    ports = {name: base + i for i, name in enumerate(BACKEND_SERVICES)}
-    env = dict(os.environ)
-    env.setdefault("PYTHONPATH", str(ROOT))
-    env["JWKS_URL"] = f"http://{host}:{ports['users']}/api/auth/jwks.json"
-    for name, port in ports.items():
-        env[f"{name.upper()}_URL"] = f"http://{host}:{port}"
+    processes = plan_distributed(dict(os.environ), gateway.gateway_port)
 
     log.info("distributed mode: migrating each service's database")
     migrate(list(BACKEND_SERVICES))
-
-    python = sys.executable
-    commands: list[tuple[str, list[str], dict[str, str]]] = []
-    for name, port in ports.items():
-        commands.append((name, [python, "-m", "services", "serve", name], env | {"PORT": str(port), "HOST": host}))
-    workers = int(os.environ.get("WORKER_PROCESSES", "1"))
-    for i in range(workers):
-        commands.append((f"worker-{i}", [python, "-m", "services.bidding.worker"], env))
-    commands.append(
-        (
-            "gateway",
-            [python, "-m", "services", "serve", "gateway"],
-            env | {"PORT": str(gateway.gateway_port), "HOST": host},
-        )
-    )
-    supervise(commands)
+    if replica_count("users", dict(os.environ)) > 1:
+        # Every users replica must sign with one key: make the generated one (if none is configured)
+        # before they start, rather than let them race to write it.
+        _module("users", "security").load_or_create_private_key(settings_for("users"))
+    # More than one replica of anything: a replica that dies is started again, as Kubernetes would.
+    restart = any(replica_count(name, dict(os.environ)) > 1 for name in (*ALL_SERVICES, "worker"))
+    supervise(processes, restart=restart)
 
 
-def supervise(commands: list[tuple[str, list[str], dict[str, str]]]) -> None:
-    """Start every process; stop them all on Ctrl-C/SIGTERM or when one of them dies."""
+#: A process that dies more often than this within RESTART_WINDOW_SECONDS stops everything.
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 60.0
+RESTART_DELAY_SECONDS = 1.0
+
+
+def supervise(processes: list[Process], *, restart: bool = False) -> None:
+    """Start every process; stop them all on Ctrl-C/SIGTERM, or when one dies (unless ``restart``:
+    then it is started again after a second, up to ``MAX_RESTARTS`` times a minute)."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    restarts: dict[str, list[float]] = {}
     stopping = False
 
     def stop(*_: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def start(process: Process) -> None:
+        procs[process.name] = subprocess.Popen(process.argv, env=process.env, cwd=ROOT)
+        where = f" on port {process.port}" if process.port is not None else ""
+        log.info("started %s (pid %d)%s", process.name, procs[process.name].pid, where)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        for name, argv, env in commands:
-            procs[name] = subprocess.Popen(argv, env=env, cwd=ROOT)
-            log.info("started %s (pid %d)", name, procs[name].pid)
+        for process in processes:
+            start(process)
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    log.error("%s exited with %s; stopping everything", name, proc.returncode)
+            for process in processes:
+                code = procs[process.name].poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                recent = [t for t in restarts.get(process.name, []) if now - t < RESTART_WINDOW_SECONDS]
+                if not restart or len(recent) >= MAX_RESTARTS:
+                    log.error("%s exited with %s; stopping everything", process.name, code)
                     stopping = True
                     break
+                log.warning("%s exited with %s; starting it again", process.name, code)
+                restarts[process.name] = [*recent, now]
+                time.sleep(RESTART_DELAY_SECONDS)
+                start(process)
             time.sleep(0.2)
     finally:
         for proc in procs.values():
@@ -162,10 +242,30 @@ def supervise(commands: list[tuple[str, list[str], dict[str, str]]]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ pieces
+class GoingAwayServer(uvicorn.Server):
+    """The gateway's server: at shutdown its hub closes every websocket with 1001 (going away) first;
+    uvicorn's own connection shutdown would drop them with 1012. HTTP requests in flight still finish."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app: Any = self.config.loaded_app
+        while app is not None and not hasattr(getattr(app, "state", None), "hub"):
+            app = getattr(app, "app", None)  # through uvicorn's and Starlette's middleware wrappers
+        if app is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(app.state.hub.close_all(1001, "server shutting down"), timeout=3)
+        await super().shutdown(sockets)
+
+
 def serve(name: str) -> None:
     port = int(os.environ.get("PORT", "8000"))
     host = os.environ.get("HOST", "0.0.0.0")
-    uvicorn.run(f"services.{name}.app:create_app", factory=True, host=host, port=port, **uvicorn_options(name))
+    config = uvicorn.Config(
+        f"services.{name}.app:create_app", factory=True, host=host, port=port, **uvicorn_options(name)
+    )
+    server = GoingAwayServer(config) if name == "gateway" else uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: a failed startup (the lifespan raised) is a failed process
 
 
 def migrate(names: list[str]) -> None:

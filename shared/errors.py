@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db import TRANSIENT_DB_ERRORS
+from shared.db import TRANSIENT_DB_ERRORS, is_transient_db_error
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ def problem_body(status: int, code: str, detail: str | None = None, **extra: Any
         title = HTTPStatus(status).phrase
     except ValueError:
         title = "Error"
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "code": code}
-    if detail is not None:
-        body["detail"] = detail
+    # Every problem carries all five members of the contract: without a detail, the title stands in.
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail or title}
+    body["code"] = code
     body.update(extra)
     return body
 
@@ -117,3 +118,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return problem_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # A restarting PostgreSQL raises plain DBAPIErrors (not OperationalError): 503, not 500.
+        if is_transient_db_error(exc):
+            return await _unavailable(request, exc)
+        return await _unexpected(request, exc)
+
+    app.add_exception_handler(DBAPIError, _database)

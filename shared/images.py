@@ -64,6 +64,9 @@ def reencode(raw: bytes, max_side: int) -> tuple[bytes, int, int]:
                     rgba = image.convert("RGBA")
                     background.paste(rgba, mask=rgba.getchannel("A"))
                     image = background
+                # Pillow writes a decoded JPEG's (or GIF's) comment back into the JPEG it saves: a polyglot's
+                # payload would survive the re-encoding. Only the pixels go out.
+                image.info = {}
                 out = io.BytesIO()
                 image.save(out, format="JPEG", quality=85, optimize=True)
                 return out.getvalue(), image.width, image.height

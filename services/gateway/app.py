@@ -19,6 +19,7 @@ from services.gateway import ws
 from services.gateway.config import Settings
 from services.gateway.events import dispatcher
 from services.gateway.hub import Hub
+from services.gateway.limits import RateLimiter
 from services.gateway.openapi import merged_openapi
 from services.gateway.proxy import Upstreams, forward
 from shared.auth import JwksSource, TokenVerifier, http_jwks_source
@@ -71,6 +72,7 @@ def create_app(
             app.state.hub = hub
             app.state.upstreams = upstreams
             app.state.verifier = TokenVerifier(source, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+            app.state.rate_limiter = RateLimiter(settings.rate_limits, app.state.verifier)
             app.state.checks["broker"] = lambda: _ready(the_bus)
             # Each gateway instance has its own exclusive queue: every instance sees every event.
             instance = f"{settings.queue_name()}.{uuid.uuid4().hex[:12]}"
@@ -82,7 +84,8 @@ def create_app(
     install_problem_handlers(app)
     instrument(app, settings.service_name, SECURITY_HEADERS)
     app.include_router(health_router(app.state.checks))
-    app.include_router(ws.router)
+    # Outermost: /ws skips the routing and middleware layers every socket would otherwise keep alive.
+    app.add_middleware(ws.WebSocketEndpoint)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
@@ -91,6 +94,10 @@ def create_app(
 
     @app.api_route("/api/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def api(request: Request) -> Response:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        limited = await limiter.check(request)
+        if limited is not None:
+            return limited
         return await forward(request, request.app.state.upstreams, settings.max_body_bytes)
 
     @app.api_route("/media/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)

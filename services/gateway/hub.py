@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, defaultdict, deque
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import WebSocket
 from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
@@ -32,16 +31,40 @@ event_lag = Histogram(
 CLOSE_TOO_SLOW = 1013
 
 
-class Connection:
-    """One socket: its subscriptions, its bounded outgoing queue and the task that drains it."""
+class SocketLike(Protocol):
+    """What a connection needs of its socket: the ASGI socket of ws.py, or a test double."""
 
-    def __init__(self, websocket: WebSocket, queue_size: int) -> None:
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Connection:
+    """One socket: its subscriptions, its bounded outgoing queue and the task that drains it.
+
+    The queue is a plain deque plus one future to wake the writer: an idle socket costs a few hundred
+    bytes here (an ``asyncio.Queue`` is three deques and more), which matters at 10,000 sockets.
+    """
+
+    __slots__ = ("_frames", "_limit", "_wakeup", "_writer", "closed", "topics", "user_id", "websocket")
+
+    def __init__(self, websocket: SocketLike, queue_size: int) -> None:
         self.websocket = websocket
         self.user_id: int | None = None
         self.topics: set[str] = set()
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=queue_size)
-        self._writer: asyncio.Task[None] | None = None
         self.closed = False
+        self._frames: deque[str | None] = deque()
+        self._limit = queue_size
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def queue_size(self) -> int:
+        return self._limit
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop())
@@ -50,16 +73,27 @@ class Connection:
         """Queue a frame without waiting; False if the socket is too slow (its queue is full)."""
         if self.closed:
             return True
-        try:
-            self._queue.put_nowait(frame)
-            return True
-        except asyncio.QueueFull:
+        if len(self._frames) >= self._limit:
             return False
+        self._frames.append(frame)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
 
     async def _write_loop(self) -> None:
+        frames = self._frames
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                frame = await self._queue.get()
+                while not frames:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                self._wakeup = None
+                frame = frames.popleft()
                 if frame is None:
                     return
                 await self.websocket.send_text(frame)
@@ -77,10 +111,11 @@ class Connection:
         """Let the writer send what is already queued (an error frame, say), then close the socket."""
         writer = self._writer
         if writer is not None and not writer.done():
+            self._frames.append(None)  # the end marker may exceed the bound by one
+            self._wake()
             try:
-                self._queue.put_nowait(None)
                 await asyncio.wait_for(asyncio.shield(writer), timeout)
-            except (asyncio.QueueFull, TimeoutError):
+            except TimeoutError:
                 writer.cancel()
         await self.close(code, reason)
         await self.stop()
@@ -152,6 +187,11 @@ class Hub:
             self._recent.move_to_end(topic)
         recent.append((event_id, frame))
 
+    def last_event_id(self, topic: str) -> str | None:
+        """The id of the newest remembered frame of ``topic``: where a new subscriber starts from."""
+        recent = self._recent.get(topic)
+        return recent[-1][0] if recent else None
+
     def missed_since(self, topic: str, event_id: str) -> list[str] | None:
         """The frames of ``topic`` after ``event_id``; None when that event is no longer remembered."""
         recent = self._recent.get(topic, ())
@@ -177,7 +217,7 @@ class Hub:
         frames_out.inc(delivered)
         for conn in too_slow:
             dropped_slow.inc()
-            log.info("dropping a socket that fell %d frames behind", conn._queue.maxsize)
+            log.info("dropping a socket that fell %d frames behind", conn.queue_size)
             self.unregister(conn)
             asyncio.get_running_loop().create_task(conn.close(CLOSE_TOO_SLOW, "too slow; reconnect and refetch"))
         return delivered

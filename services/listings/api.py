@@ -55,7 +55,9 @@ async def browse(
     watched: bool | None = None,
     won: bool | None = None,
     bidder: Literal["me"] | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the title or description")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="text in the title or description")
+    ] = None,
     sort: SortParam = "newest",
     limit: Limit = 20,
     cursor: Cursor = None,

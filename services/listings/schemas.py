@@ -28,15 +28,26 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here as bad input (422), not by the database (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def _price(value: Any) -> Decimal:
     return parse_amount(value, MAX_PRICE)
 
 
 #: Money in a request: a string or a number, rounded to cents, 0.01 .. 1,000,000.
 PriceIn = Annotated[Decimal, BeforeValidator(_price)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX)]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX)]
-CommentText = Annotated[str, Field(min_length=1, max_length=COMMENT_MAX), AfterValidator(_not_blank)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX), AfterValidator(_storable)
+]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX), AfterValidator(_storable)]
+CommentText = Annotated[
+    str, Field(min_length=1, max_length=COMMENT_MAX), AfterValidator(_not_blank), AfterValidator(_storable)
+]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 

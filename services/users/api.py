@@ -90,7 +90,7 @@ async def me(principal: CurrentUser, session: ReadSession, users: Service) -> Me
 async def search(
     session: ReadSession,
     users: Service,
-    q: Annotated[str, Query(max_length=64)] = "",
+    q: Annotated[str, Query(max_length=64, pattern=r"^[^\x00]*$")] = "",  # no NUL: PostgreSQL text refuses it
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[UserCard]:

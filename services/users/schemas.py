@@ -22,8 +22,15 @@ def _username(value: str) -> str:
 
 def _email(value: str) -> str:
     value = value.strip()
-    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value) or "\x00" in value:
         raise ValueError("not a valid email address")
+    return value
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here as bad input (422), not by the database (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
     return value
 
 
@@ -44,7 +51,7 @@ class RegisterRequest(StrictModel):
 
 
 class LoginRequest(StrictModel):
-    username: Annotated[str, Field(min_length=1, max_length=254)]
+    username: Annotated[str, Field(min_length=1, max_length=254), AfterValidator(_storable)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -69,7 +76,7 @@ Rating = Annotated[int, Field(strict=True, ge=-1, le=1, json_schema_extra={"enum
 
 class FeedbackRequest(StrictModel):
     rating: Rating
-    comment: Annotated[str, Field(max_length=FEEDBACK_COMMENT_MAX)] | None = None
+    comment: Annotated[str, Field(max_length=FEEDBACK_COMMENT_MAX), AfterValidator(_storable)] | None = None
 
 
 class UserRef(BaseModel):

@@ -115,9 +115,7 @@ def test_buy_now_and_an_unsold_close(any_stack: Stack) -> None:
             assert bought.status_code == 200, bought.text
             again = await asyncio.to_thread(http.post, f"/api/listings/{lid}/buy", headers=bidder)
             assert again.status_code == 409 and again.json()["code"] == "buy_now_unavailable"
-            bid = await asyncio.to_thread(
-                http.post, f"/api/listings/{rid}/bids", headers=bidder, json={"amount": "20"}
-            )
+            bid = await asyncio.to_thread(http.post, f"/api/listings/{rid}/bids", headers=bidder, json={"amount": "20"})
             assert bid.status_code == 201
             none = await asyncio.to_thread(http.post, f"/api/listings/{rid}/buy", headers=buyer)
             assert none.status_code == 409 and none.json()["code"] == "buy_now_unavailable"

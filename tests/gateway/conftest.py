@@ -11,6 +11,7 @@ import uvicorn
 
 from services.gateway.app import create_app
 from services.gateway.config import Settings
+from services.launcher import uvicorn_options
 from shared.bus import AmqpBus, Bus, InProcessBus
 from tests.support.tokens import TestKeys
 
@@ -35,7 +36,7 @@ def gateway_factory(
 ) -> Callable[..., Any]:
     """Start a real gateway (uvicorn on a free port) with no backends unless given; yields a RunningGateway."""
 
-    def factory(real_bus: bool = False, **overrides: Any) -> Any:
+    def factory(real_bus: bool = False, server_options: dict[str, Any] | None = None, **overrides: Any) -> Any:
         class _Ctx:
             async def __aenter__(self) -> RunningGateway:
                 port = _free_port()
@@ -50,8 +51,21 @@ def gateway_factory(
                 )
                 await self.bus.start()
                 app = create_app(settings, bus=self.bus, jwks=test_keys.source)
+                # The WebSocket options the launcher gives the real gateway (frame limit, no deflate).
+                ws_options = {
+                    key: value
+                    for key, value in uvicorn_options("gateway").items()
+                    if key.startswith("ws_") and key != "ws_max_size"
+                }
                 self.server = uvicorn.Server(
-                    uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False)
+                    uvicorn.Config(
+                        app,
+                        host="127.0.0.1",
+                        port=port,
+                        log_level="warning",
+                        ws_max_size=max(settings.ws_max_frame_bytes * 4, 65536),
+                        **(ws_options | (server_options or {})),
+                    )
                 )
                 self.task = asyncio.create_task(self.server.serve())
                 while not self.server.started:

@@ -172,3 +172,32 @@ async def test_a_reconnecting_client_gets_what_it_missed_or_is_told_to_refetch(g
         assert (await recv(ws))["id"] == str(live.id)
         await ws.send(json.dumps({"type": "subscribe", "topic": "listing.10", "since": "not-a-known-event"}))
         assert await recv(ws) == {"type": "subscribed", "topic": "listing.10", "resync": True}
+
+
+async def test_a_quiet_topic_tells_its_position_and_the_private_topic_resumes_too(
+    gateway: RunningGateway, test_keys: TestKeys
+) -> None:
+    first = bid_placed(21, "5.00", bidder=4, previous=3)  # also tells user 3 they were outbid
+    await gateway.bus.publish(first)
+    await asyncio.sleep(0.3)
+    async with websockets.connect(gateway.ws_url) as ws:
+        # A topic that already carried something: the answer says where it stands, so the client can resume.
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.21"}))
+        assert await recv(ws) == {"type": "subscribed", "topic": "listing.21", "last": str(first.id)}
+        await ws.send(json.dumps({"type": "auth", "token": test_keys.token(3)}))
+        authed = await recv(ws)
+        assert authed["type"] == "authed" and authed["user_id"] == 3
+        private_position = authed["last"]
+    second = bid_placed(21, "6.00", bidder=5, previous=3)
+    await gateway.bus.publish(second)  # while user 3 is away: a new public frame and a new outbid notice
+    await asyncio.sleep(0.3)
+    async with websockets.connect(gateway.ws_url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": test_keys.token(3), "since": private_position}))
+        assert await recv(ws) == {"type": "authed", "user_id": 3, "replayed": 1}
+        missed = await recv(ws)
+        assert missed["topic"] == "user.3" and missed["event"] == "bid.outbid" and missed["data"]["amount"] == "6.00"
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.21", "since": str(first.id)}))
+        assert await recv(ws) == {"type": "subscribed", "topic": "listing.21", "replayed": 1}
+        assert (await recv(ws))["id"] == str(second.id)
+        await ws.send(json.dumps({"type": "auth", "token": test_keys.token(3), "since": "forgotten"}))
+        assert await recv(ws) == {"type": "authed", "user_id": 3, "resync": True}

@@ -98,10 +98,17 @@ class RabbitNode:
         """Kill the node outright (no clean shutdown)."""
         if self._process is None:
             return
+        # rabbitmq-server starts the Erlang VM through `su`, in a session of its own: killing our process
+        # group alone leaves the broker running. Kill the VM itself by the pid it wrote.
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((self.base / "node.pid").read_text().strip()), 9)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, 9)
         self._process.wait(timeout=30)
         self._process = None
+        deadline = time.monotonic() + 30
+        while _port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def restart(self) -> None:
         self.stop()

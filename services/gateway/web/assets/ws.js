@@ -1,6 +1,8 @@
 // The one WebSocket of this tab (/ws): auth frame, topic subscriptions with reference counts,
-// ping/pong liveness, reconnect with exponential backoff + jitter, resubscribe, and a "resync" signal so
-// pages refetch whatever they show after a drop (events sent while we were away are not replayed).
+// ping/pong liveness, reconnect with exponential backoff + jitter, and resume: after a drop each topic
+// (and the private one, through the auth frame) is resubscribed with `since` = the last event id seen on
+// it, so the server replays what we missed. Where it cannot (it no longer remembers that far back, or we
+// never knew our position), a "resync" signal tells pages to refetch whatever they show.
 
 import { freshAccessToken, isLoggedIn, refreshTokens } from './api.js';
 
@@ -25,6 +27,9 @@ const resyncHandlers = new Set();
 const statusHandlers = new Set();
 const seenEvents = new Set(); // event ids, for at-least-once delivery
 const seenOrder = [];
+const PRIVATE = 'user'; // key of the private topic in lastIds (its name depends on who is logged in)
+const lastIds = new Map(); // topic (or PRIVATE) -> id of the last event seen on it: where to resume from
+let resyncSignalled = false; // at most one resync per reconnection
 
 function setStatus(status) {
   for (const fn of statusHandlers) fn(status);
@@ -62,6 +67,7 @@ export function subscribe(topic, fn) {
     if (left <= 0) {
       topicCounts.delete(topic);
       topicHandlers.delete(topic);
+      lastIds.delete(topic); // a later subscriber starts afresh (it fetches what it shows)
       sendFrame({ type: 'unsubscribe', topic });
     } else {
       topicCounts.set(topic, left);
@@ -90,8 +96,13 @@ function remember(id) {
   return false;
 }
 
+function positionKey(topic) {
+  return topic.startsWith('user.') ? PRIVATE : topic;
+}
+
 function dispatch(frame) {
   const topic = String(frame.topic || '');
+  if (frame.id) lastIds.set(positionKey(topic), String(frame.id));
   // The same event reaches several topics (listing.<id> and listings) with one id: dedupe per topic.
   if (frame.id && remember(`${topic} ${frame.id}`)) return;
   const data = frame.data || {};
@@ -102,9 +113,29 @@ function dispatch(frame) {
   }
 }
 
-async function sendAuth() {
+async function sendAuth(resume = false) {
   const token = await freshAccessToken();
-  if (token) sendFrame({ type: 'auth', token });
+  if (!token) return;
+  const since = resume ? lastIds.get(PRIVATE) : undefined;
+  sendFrame(since ? { type: 'auth', token, since } : { type: 'auth', token });
+}
+
+function signalResync() {
+  if (resyncSignalled) return;
+  resyncSignalled = true;
+  for (const fn of [...resyncHandlers]) {
+    try { fn(); } catch (err) { console.error(err); }
+  }
+}
+
+// The answer to a subscribe or auth frame: `last` (our position on a topic we just joined), or after a
+// resume either `replayed` (the missed frames follow) or `resync` (they are gone: refetch).
+function onJoined(key, frame) {
+  if (frame.resync) {
+    signalResync();
+  } else if (frame.last && !lastIds.has(key)) {
+    lastIds.set(key, String(frame.last));
+  }
 }
 
 function onMessage(event) {
@@ -118,6 +149,10 @@ function onMessage(event) {
     case 'authed':
       authedUserId = frame.user_id;
       authRetried = false;
+      onJoined(PRIVATE, frame);
+      break;
+    case 'subscribed':
+      onJoined(String(frame.topic || ''), frame);
       break;
     case 'error':
       // A rejected auth frame: the token may just have expired. Refresh once and try again.
@@ -162,15 +197,21 @@ function connect() {
     const wasReconnect = connectedOnce;
     connectedOnce = true;
     attempt = 0;
-    for (const topic of topicCounts.keys()) sendFrame({ type: 'subscribe', topic });
-    if (isLoggedIn()) await sendAuth();
+    resyncSignalled = false;
+    let unknownPosition = false;
+    for (const topic of topicCounts.keys()) {
+      const since = wasReconnect ? lastIds.get(topic) : undefined;
+      if (wasReconnect && !since) unknownPosition = true;
+      sendFrame(since ? { type: 'subscribe', topic, since } : { type: 'subscribe', topic });
+    }
+    if (isLoggedIn()) {
+      if (wasReconnect && !lastIds.has(PRIVATE)) unknownPosition = true;
+      await sendAuth(wasReconnect);
+    }
     heartbeat();
     setStatus('open');
-    if (wasReconnect) {
-      for (const fn of [...resyncHandlers]) {
-        try { fn(); } catch (err) { console.error(err); }
-      }
-    }
+    // A topic we never learnt our position on cannot be resumed: whatever it carried meanwhile is gone.
+    if (unknownPosition) signalResync();
   });
   ws.addEventListener('message', (event) => { if (socket === ws) onMessage(event); });
   ws.addEventListener('close', () => {
@@ -206,6 +247,7 @@ export function restart() {
   const old = socket;
   socket = null;
   if (old) old.close(1000, 'session changed');
+  lastIds.delete(PRIVATE); // another account (or none): its private feed starts afresh
   clearInterval(pingTimer);
   clearTimeout(pongTimer);
   attempt = 0;
