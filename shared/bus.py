@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
-from shared.db import TRANSIENT_DB_ERRORS
+from shared.db import is_transient_db_error
 from shared.events import Envelope
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,15 @@ async def run_handler(handler: Handler, envelope: Envelope) -> bool:
             return True
         except asyncio.CancelledError:
             raise
-        except TRANSIENT_DB_ERRORS as exc:
-            log.warning("transient failure handling %s %s: %s; retrying", envelope.type, envelope.id, exc)
-        except Exception:
-            attempt += 1
-            log.exception("handler failed for %s %s (attempt %d)", envelope.type, envelope.id, attempt)
-            if attempt >= MAX_ATTEMPTS:
-                return False
+        except Exception as exc:
+            # Never dead-letter an event because the database is restarting: wait it out.
+            if is_transient_db_error(exc):
+                log.warning("transient failure handling %s %s: %s; retrying", envelope.type, envelope.id, exc)
+            else:
+                attempt += 1
+                log.exception("handler failed for %s %s (attempt %d)", envelope.type, envelope.id, attempt)
+                if attempt >= MAX_ATTEMPTS:
+                    return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 

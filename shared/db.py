@@ -92,6 +92,28 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+#: SQLSTATEs of a server going away or not back yet: connection exception (08...), operator intervention
+#: (57P01 admin shutdown, 57P02 crash shutdown, 57P03 "the database system is starting up"), too many connections.
+_TRANSIENT_SQLSTATES = ("08", "57P", "53300")
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database is not reachable right now" (retry later), not "this is wrong".
+
+    A PostgreSQL restart surfaces as a plain ``DBAPIError`` too (asyncpg's ``CannotConnectNowError`` while
+    it replays its WAL, ``ConnectionDoesNotExistError`` for a connection it dropped): its SQLSTATE tells.
+    """
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+            sqlstate = getattr(error, "sqlstate", None)
+            if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES):
+                return True
+    return False
+
 
 class Database:
     """Owns the engine and the session factory; the only place a transaction is committed."""
