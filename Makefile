@@ -25,6 +25,12 @@ test: install
 	@bash scripts/system-deps.sh
 	$(PY) -m pytest -q
 
+## The long fault run: load + kills + broker/database restarts on a private PostgreSQL and RabbitMQ (docs/RELIABILITY.md).
+SOAK_SECONDS ?= 600
+.PHONY: soak
+soak: install
+	$(PY) -m bench.soak --duration $(SOAK_SECONDS)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
