@@ -43,6 +43,8 @@ def free_port_block(size: int) -> int:
             for port in range(base, base + size):
                 sock = socket.socket()
                 sockets.append(sock)
+                # As uvicorn binds: a port whose old connections linger in TIME_WAIT (after 11,000 sockets) is free.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", port))
             return base
         except OSError:

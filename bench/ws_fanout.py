@@ -561,6 +561,14 @@ async def run(args: argparse.Namespace, stack_: Stack) -> None:
                 print(f"   gateway dropped {dropped:.0f} slow sockets (close 1013)")
             frames_out = await gateway_metric(http, "gateway_frames_out_total")
             print(f"   gateway_frames_out_total {frames_out:.0f}")
+            for generation in ("0", "1", "2"):
+                label = f'python_gc_pause_seconds_sum{{generation="{generation}"}}'
+                count = await gateway_metric(http, label.replace("_sum", "_count"))
+                total = await gateway_metric(http, label)
+                slow = count - await gateway_metric(
+                    http, f'python_gc_pause_seconds_bucket{{generation="{generation}",le="0.05"}}'
+                )
+                print(f"   gateway GC generation {generation}: {count:.0f} pauses, {total:.3f} s, {slow:.0f} over 50 ms")
         finally:
             await clients.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -33,6 +34,28 @@ http_latency = Histogram(
 )
 events_published = Counter("events_published_total", "Events published from the outbox", ["producer", "type"])
 events_consumed = Counter("events_consumed_total", "Events applied by a consumer", ["consumer", "type"])
+#: Stop-the-world pauses of Python's cyclic garbage collector: with many live objects (thousands of sockets)
+#: a full collection stalls every request and socket of the process at once.
+gc_pauses = Histogram(
+    "python_gc_pause_seconds",
+    "Pauses of the cyclic garbage collector",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+_gc_started: list[float] = []
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started.append(time.perf_counter())
+    elif _gc_started:
+        gc_pauses.labels(str(info.get("generation", -1))).observe(time.perf_counter() - _gc_started.pop())
+
+
+def measure_gc_pauses() -> None:
+    """Record every collection's pause in ``python_gc_pause_seconds`` (once per process)."""
+    if _time_gc not in gc.callbacks:
+        gc.callbacks.append(_time_gc)
 
 
 class JsonFormatter(logging.Formatter):
@@ -138,4 +161,5 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
 
 
 def instrument(app: FastAPI, service: str, extra_headers: dict[str, str] | None = None) -> None:
+    measure_gc_pauses()
     app.add_middleware(RequestContextMiddleware, service=service, extra_headers=extra_headers)
