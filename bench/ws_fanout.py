@@ -568,7 +568,7 @@ async def run(args: argparse.Namespace, stack_: Stack) -> None:
                 slow = count - await gateway_metric(
                     http, f'python_gc_pause_seconds_bucket{{generation="{generation}",le="0.05"}}'
                 )
-                print(f"   gateway GC generation {generation}: {count:.0f} pauses, {total:.3f} s, {slow:.0f} over 50 ms")
+                print(f"   gateway GC generation {generation}: {count:.0f} pauses, {total:.3f} s, {slow:.0f} > 50 ms")
         finally:
             await clients.close()
 
