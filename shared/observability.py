@@ -46,10 +46,13 @@ _gc_started: list[float] = []
 
 
 def _time_gc(phase: str, info: dict[str, int]) -> None:
-    if phase == "start":
-        _gc_started.append(time.perf_counter())
-    elif _gc_started:
-        gc_pauses.labels(str(info.get("generation", -1))).observe(time.perf_counter() - _gc_started.pop())
+    try:
+        if phase == "start":
+            _gc_started.append(time.perf_counter())
+        elif _gc_started:
+            gc_pauses.labels(str(info.get("generation", -1))).observe(time.perf_counter() - _gc_started.pop())
+    except Exception:  # noqa: BLE001 - a collection can start anywhere, even at the recursion limit: never fail it
+        _gc_started.clear()
 
 
 def measure_gc_pauses() -> None:

@@ -57,6 +57,13 @@ def origin_allowed(scope: Scope, allow: set[str]) -> bool:
     return same_host or origin in allow
 
 
+#: More brackets than any control frame needs (a frame is an object of a few scalar fields).
+MAX_BRACKETS = 64
+
+#: ``since`` absent from a frame (the contract's plain subscribe/auth), as opposed to ``since: null``.
+_NOT_ASKED = object()
+
+
 class AsgiSocket:
     """The two calls the hub makes on a socket, straight onto the ASGI ``send`` channel."""
 
@@ -101,6 +108,10 @@ class Session:
             self.conn.send(_error("frame_too_large", f"frames are limited to {self.settings.ws_max_frame_bytes} bytes"))
             return
         try:
+            # Control frames are flat: refuse deep nesting before the recursive decoder sees it (it would
+            # reach the recursion limit, where even the garbage collector's callbacks fail).
+            if raw.count("[") + raw.count("{") > MAX_BRACKETS:
+                raise ValueError("nested too deeply")
             message = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: nesting too deep for the decoder
             self.conn.send(_error("bad_json", "frames must be JSON objects"))
@@ -112,13 +123,13 @@ class Session:
         if kind == "ping":
             self.conn.send(_frame("pong"))
         elif kind == "auth":
-            await self._auth(message.get("token"), message.get("since"))
+            await self._auth(message.get("token"), message.get("since", _NOT_ASKED))
         elif kind in ("subscribe", "unsubscribe"):
-            self._subscription(kind, message.get("topic"), message.get("since"))
+            self._subscription(kind, message.get("topic"), message.get("since", _NOT_ASKED))
         else:
             self.conn.send(_error("unknown_type", f"unknown frame type {kind[:40]!r}"))
 
-    async def _auth(self, token: object, since: object = None) -> None:
+    async def _auth(self, token: object, since: object = _NOT_ASKED) -> None:
         if not isinstance(token, str) or not token or len(token) > 8192:
             self.conn.send(_error("invalid_token", "auth needs a 'token'"))
             return
@@ -134,7 +145,7 @@ class Session:
         self.conn.user_id = principal.id
         self._join(f"user.{principal.id}", since, "authed", user_id=principal.id)
 
-    def _subscription(self, kind: str, topic: object, since: object = None) -> None:
+    def _subscription(self, kind: str, topic: object, since: object = _NOT_ASKED) -> None:
         match = TOPIC_RE.fullmatch(topic) if isinstance(topic, str) else None
         if match is None:
             self.conn.send(_error("unknown_topic", "topics are 'listings', 'listing.<id>' or 'user.<id>'"))
@@ -157,13 +168,14 @@ class Session:
 
     def _join(self, joined: str, since: object, answer: str, /, **fields: Any) -> None:
         """Subscribe and answer; with ``since`` (the last event id the client saw on the topic) replay what
-        came after it, or say ``resync`` when that is no longer remembered. Without it, the answer carries
-        ``last``, the topic's newest event id, so a client knows where it stands even on a quiet topic.
+        came after it, or say ``resync`` when that is no longer remembered. With ``since: null`` (a client that
+        tracks its position), the answer carries ``last``, the topic's newest event id, so it knows where it
+        stands even on a quiet topic; without ``since`` the answer is exactly the contract's.
         Nothing awaits between subscribing and queueing the replay, so live frames can only follow it.
         """
-        if since is None:
+        if since is _NOT_ASKED or since is None:
             self.hub.subscribe(self.conn, joined)
-            last = self.hub.last_event_id(joined)
+            last = self.hub.last_event_id(joined) if since is None else None
             self.conn.send(_frame(answer, **fields, **({"last": last} if last is not None else {})))
             return
         missed = self.hub.missed_since(joined, since) if isinstance(since, str) else None

@@ -181,10 +181,15 @@ async def test_a_quiet_topic_tells_its_position_and_the_private_topic_resumes_to
     await gateway.bus.publish(first)
     await asyncio.sleep(0.3)
     async with websockets.connect(gateway.ws_url) as ws:
-        # A topic that already carried something: the answer says where it stands, so the client can resume.
+        # The contract's plain subscribe gets the contract's plain answer.
         await ws.send(json.dumps({"type": "subscribe", "topic": "listing.21"}))
+        assert await recv(ws) == {"type": "subscribed", "topic": "listing.21"}
+        await ws.send(json.dumps({"type": "unsubscribe", "topic": "listing.21"}))
+        assert (await recv(ws))["type"] == "unsubscribed"
+        # With since: null, a topic that already carried something says where it stands, so the client can resume.
+        await ws.send(json.dumps({"type": "subscribe", "topic": "listing.21", "since": None}))
         assert await recv(ws) == {"type": "subscribed", "topic": "listing.21", "last": str(first.id)}
-        await ws.send(json.dumps({"type": "auth", "token": test_keys.token(3)}))
+        await ws.send(json.dumps({"type": "auth", "token": test_keys.token(3), "since": None}))
         authed = await recv(ws)
         assert authed["type"] == "authed" and authed["user_id"] == 3
         private_position = authed["last"]

@@ -52,16 +52,16 @@ ws.start();
 let sock = sockets.at(-1);
 await sock.open();
 await new Promise((r) => setTimeout(r, 20));
-assert.deepEqual(sock.sent, [{ type: 'auth', token: 'T' }]);
+assert.deepEqual(sock.sent, [{ type: 'auth', token: 'T', since: null }]);
 await sock.receive({ type: 'authed', user_id: 3, last: 'p0' });
 
 ws.subscribe('listing.1', (event, data) => seen.push(`listing.1 ${event} ${data.n}`));
 ws.subscribe('listing.2', () => {});
 ws.subscribe('listings', () => {});
 assert.deepEqual(sock.sent.slice(1), [
-  { type: 'subscribe', topic: 'listing.1' },
-  { type: 'subscribe', topic: 'listing.2' },
-  { type: 'subscribe', topic: 'listings' },
+  { type: 'subscribe', topic: 'listing.1', since: null },
+  { type: 'subscribe', topic: 'listing.2', since: null },
+  { type: 'subscribe', topic: 'listings', since: null },
 ]);
 await sock.receive({ type: 'subscribed', topic: 'listing.1' }); // a topic that never carried anything
 await sock.receive({ type: 'subscribed', topic: 'listing.2', last: 'b0' }); // a quiet one: its position
@@ -100,7 +100,7 @@ assert.equal(resyncs, 1);
 const off = ws.subscribe('listing.9', () => {});
 await sock.receive({ type: 'subscribed', topic: 'listing.9' });
 sock = await drop();
-assert.deepEqual(sock.sent.find((f) => f.topic === 'listing.9'), { type: 'subscribe', topic: 'listing.9' });
+assert.deepEqual(sock.sent.find((f) => f.topic === 'listing.9'), { type: 'subscribe', topic: 'listing.9', since: null });
 assert.equal(resyncs, 2);
 off();
 assert.deepEqual(sock.sent.at(-1), { type: 'unsubscribe', topic: 'listing.9' });

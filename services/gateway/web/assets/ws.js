@@ -59,7 +59,7 @@ export function subscribe(topic, fn) {
   topicHandlers.get(topic).add(fn);
   const count = (topicCounts.get(topic) || 0) + 1;
   topicCounts.set(topic, count);
-  if (count === 1) sendFrame({ type: 'subscribe', topic });
+  if (count === 1) sendFrame({ type: 'subscribe', topic, since: null }); // since: null asks for our position (last)
   return () => {
     const handlers = topicHandlers.get(topic);
     if (!handlers || !handlers.delete(fn)) return;
@@ -117,7 +117,7 @@ async function sendAuth(resume = false) {
   const token = await freshAccessToken();
   if (!token) return;
   const since = resume ? lastIds.get(PRIVATE) : undefined;
-  sendFrame(since ? { type: 'auth', token, since } : { type: 'auth', token });
+  sendFrame({ type: 'auth', token, since: since || null }); // since: null asks for our position (last)
 }
 
 function signalResync() {
@@ -202,7 +202,7 @@ function connect() {
     for (const topic of topicCounts.keys()) {
       const since = wasReconnect ? lastIds.get(topic) : undefined;
       if (wasReconnect && !since) unknownPosition = true;
-      sendFrame(since ? { type: 'subscribe', topic, since } : { type: 'subscribe', topic });
+      sendFrame({ type: 'subscribe', topic, since: since || null }); // since: null asks for our position (last)
     }
     if (isLoggedIn()) {
       if (wasReconnect && !lastIds.has(PRIVATE)) unknownPosition = true;
