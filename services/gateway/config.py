@@ -23,9 +23,11 @@ class Settings(ServiceSettings):
         default=6 * 1024 * 1024, gt=0, validation_alias=AliasChoices("GATEWAY_MAX_BODY_BYTES", "MAX_BODY_BYTES")
     )
     #: Per-user rates ("<count>/<period>[ burst <n>]", "off"): see services/gateway/limits.py.
-    rate_limit_bids: str = Field(default="50/1s burst 100", alias="RATE_LIMIT_BIDS")
-    rate_limit_comments: str = Field(default="20/1s burst 40", alias="RATE_LIMIT_COMMENTS")
-    rate_limit_messages: str = Field(default="20/1s burst 40", alias="RATE_LIMIT_MESSAGES")
+    #: The bursts are generous (a script that fires a few hundred requests at once is a client too);
+    #: the sustained rates are what stop a flood.
+    rate_limit_bids: str = Field(default="50/1s burst 300", alias="RATE_LIMIT_BIDS")
+    rate_limit_comments: str = Field(default="20/1s burst 200", alias="RATE_LIMIT_COMMENTS")
+    rate_limit_messages: str = Field(default="20/1s burst 200", alias="RATE_LIMIT_MESSAGES")
 
     #: Comma-separated Origins allowed to open /ws besides the gateway's own host. "*" allows any.
     allowed_origins: str = Field(default="", alias="GATEWAY_ALLOWED_ORIGINS")
@@ -35,9 +37,11 @@ class Settings(ServiceSettings):
     #: layer closes the socket with 1009 on frames above four times this (``uvicorn_options``).
     ws_max_frame_bytes: int = Field(default=16 * 1024, ge=1024, alias="WS_MAX_FRAME_BYTES")
     ws_max_subscriptions: int = Field(default=500, alias="WS_MAX_SUBSCRIPTIONS")
-    #: Client frames per second allowed per socket (burst of twice that); frames beyond it get a
+    #: Client frames per second allowed per socket (after a burst of ``WS_FRAMES_BURST``); frames beyond it get a
     #: ``rate_limited`` error. A browser tab sends a few frames a minute (auth, subscriptions, pings).
     ws_frames_per_second: float = Field(default=20.0, gt=0, alias="WS_FRAMES_PER_SECOND")
+    #: Frames a socket may send at once (subscribing to a page of topics, say) before the rate applies.
+    ws_frames_burst: float = Field(default=200.0, gt=0, alias="WS_FRAMES_BURST")
     #: Refused frames tolerated within 10 s before a flooding socket is closed (1008).
     ws_flood_strikes: int = Field(default=100, ge=1, alias="WS_FLOOD_STRIKES")
 

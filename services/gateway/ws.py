@@ -215,7 +215,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     conn.start()
     hub.register(conn)
     session = Session(conn, hub, app.state.verifier, settings)
-    frames = TokenBucket(settings.ws_frames_per_second, settings.ws_frames_per_second * 2)
+    frames = TokenBucket(settings.ws_frames_per_second, settings.ws_frames_burst)
     # Frames refused by the rate limit: a socket that keeps flooding after being told is closed.
     patience = TokenBucket(settings.ws_flood_strikes / 10, settings.ws_flood_strikes)
     try:

@@ -107,7 +107,7 @@ async def test_bad_frames_get_errors_and_the_socket_stays_open(gateway: RunningG
 
 
 async def test_a_flood_is_throttled_then_closed(gateway_factory: Any) -> None:
-    async with gateway_factory(WS_FRAMES_PER_SECOND=5) as gw, websockets.connect(gw.ws_url) as ws:
+    async with gateway_factory(WS_FRAMES_PER_SECOND=5, WS_FRAMES_BURST=10) as gw, websockets.connect(gw.ws_url) as ws:
         for _ in range(200):
             await ws.send(json.dumps({"type": "ping"}))
         kinds: list[str] = []

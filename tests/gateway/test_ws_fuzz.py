@@ -131,7 +131,7 @@ async def test_invalid_utf8_in_a_text_frame_closes_1007(fuzz_gateway: RunningGat
 
 async def test_a_flood_is_refused_then_closed_while_a_bystander_keeps_its_events(gateway_factory: Any) -> None:
     async with (
-        gateway_factory(WS_FRAMES_PER_SECOND=20, WS_FLOOD_STRIKES=50) as gw,
+        gateway_factory(WS_FRAMES_PER_SECOND=20, WS_FRAMES_BURST=40, WS_FLOOD_STRIKES=50) as gw,
         websockets.connect(gw.ws_url) as bystander,
         websockets.connect(gw.ws_url) as flooder,
     ):
