@@ -23,5 +23,6 @@ class Settings(ServiceSettings):
 
     # Login throttling: failures allowed per account and per client address within the window.
     login_max_failures_per_account: int = Field(default=5, ge=1, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT")
-    login_max_failures_per_address: int = Field(default=30, ge=1, alias="LOGIN_MAX_FAILURES_PER_ADDRESS")
+    #: High: many people share an address (offices, mobile carriers' NAT); it stops spraying, not a typo.
+    login_max_failures_per_address: int = Field(default=200, ge=1, alias="LOGIN_MAX_FAILURES_PER_ADDRESS")
     login_failure_window_seconds: int = Field(default=900, ge=1, alias="LOGIN_FAILURE_WINDOW_SECONDS")
