@@ -218,10 +218,11 @@ class AuctionRepository:
         values: dict[str, Any] = {
             "current_cents": resolution.current_cents,
             "bid_count": c.bid_count + len(resolution.steps),
-            "previous_leader_id": previous_leader_id,
             "leader_id": resolution.leader_id,
             "leader_max_cents": resolution.leader_max_cents,
         }
+        if resolution.steps:  # a leader raising only their maximum places no bid: the previous leader stays
+            values["previous_leader_id"] = previous_leader_id
         if resolution.leader_id in usernames:
             values["leader_username"] = usernames[resolution.leader_id]
         if resolution.steps:
