@@ -51,6 +51,13 @@ def _time(value: datetime) -> Any:
     return bindparam(None, value, type_=UtcDateTime())
 
 
+def _last_bid_at(now: datetime) -> Any:
+    """The auction's last bid time after a bid at ``now``: never backwards, so a bid accepted after another
+    never carries an earlier time."""
+    last = auctions.c.last_bid_at
+    return case((or_(last.is_(None), last < _time(now)), _time(now)), else_=last)
+
+
 #: What an accepting statement returns of the auction (see :class:`AcceptedBid`).
 _ACCEPTED_COLUMNS = (
     auctions.c.listing_id,
@@ -144,10 +151,7 @@ class AuctionRepository:
             "previous_leader_id": c.leader_id,
             "leader_id": bidder_id,
             "leader_username": bidder_username,
-            # Never backwards: a bid accepted after another never carries an earlier time.
-            "last_bid_at": case(
-                (or_(c.last_bid_at.is_(None), c.last_bid_at < _time(now)), _time(now)), else_=c.last_bid_at
-            ),
+            "last_bid_at": _last_bid_at(now),
         }
         if extend_to is not None:
             values["ends_at"] = case((c.ends_at < _time(extend_to), _time(extend_to)), else_=c.ends_at)
@@ -226,9 +230,7 @@ class AuctionRepository:
         if resolution.leader_id in usernames:
             values["leader_username"] = usernames[resolution.leader_id]
         if resolution.steps:
-            values["last_bid_at"] = case(
-                (or_(c.last_bid_at.is_(None), c.last_bid_at < _time(now)), _time(now)), else_=c.last_bid_at
-            )
+            values["last_bid_at"] = _last_bid_at(now)
             if extend_to is not None:
                 values["ends_at"] = case((c.ends_at < _time(extend_to), _time(extend_to)), else_=c.ends_at)
         stmt = (
@@ -280,9 +282,7 @@ class AuctionRepository:
                 leader_id=buyer_id,
                 leader_username=buyer_username,
                 leader_max_cents=None,
-                last_bid_at=case(
-                    (or_(c.last_bid_at.is_(None), c.last_bid_at < _time(now)), _time(now)), else_=c.last_bid_at
-                ),
+                last_bid_at=_last_bid_at(now),
                 status=CLOSED,
                 closed_at=_time(now),
                 closed_by="buy_now",

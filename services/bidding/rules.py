@@ -43,9 +43,14 @@ def increment_at(price_cents: int, increment_cents: int | None) -> int:
     return step
 
 
+def next_bid_after(price_cents: int, increment_cents: int | None) -> int:
+    """The lowest bid that beats ``price_cents``."""
+    return price_cents + increment_at(price_cents, increment_cents)
+
+
 def min_next_bid_cents(*, bid_count: int, start_cents: int, current_cents: int, increment_cents: int | None) -> int:
     """The first bid must reach the start price; every later one the current price plus the increment."""
-    return start_cents if bid_count == 0 else current_cents + increment_at(current_cents, increment_cents)
+    return start_cents if bid_count == 0 else next_bid_after(current_cents, increment_cents)
 
 
 def rejection(

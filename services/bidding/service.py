@@ -28,8 +28,8 @@ from services.bidding.rules import (
     Step,
     TooLow,
     buy_now_available,
-    increment_at,
     min_next_bid_cents,
+    next_bid_after,
     rejection,
     reserve_met,
     resolve_bid,
@@ -88,14 +88,7 @@ def auction_view(row: Row[Any]) -> AuctionView:
         start_price=from_cents(row.start_cents),
         bid_increment=from_cents(row.increment_cents) if row.increment_cents else None,
         current_price=from_cents(row.current_cents),
-        min_next_bid=from_cents(
-            min_next_bid_cents(
-                bid_count=row.bid_count,
-                start_cents=row.start_cents,
-                current_cents=row.current_cents,
-                increment_cents=row.increment_cents,
-            )
-        ),
+        min_next_bid=from_cents(rules_state(row).min_next_cents),
         bid_count=row.bid_count,
         leader_id=row.leader_id,
         ends_at=row.ends_at,
@@ -306,7 +299,7 @@ class BiddingService:
                     bid_count=count,
                     open_=True,
                 ),
-                min_next_bid_cents=step.amount_cents + increment_at(step.amount_cents, accepted.increment_cents),
+                min_next_bid_cents=next_bid_after(step.amount_cents, accepted.increment_cents),
             )
         if steps and extend_to is not None and accepted.ends_at == extend_to:
             # The pending close message follows the new end when it arrives (see tasks.py).
@@ -322,14 +315,8 @@ class BiddingService:
             current_price=from_cents(accepted.current_cents),
             ends_at=accepted.ends_at,
             bid_count=accepted.bid_count,
-            min_next_bid=from_cents(
-                min_next_bid_cents(
-                    bid_count=accepted.bid_count,
-                    start_cents=accepted.current_cents,
-                    current_cents=accepted.current_cents,
-                    increment_cents=accepted.increment_cents,
-                )
-            ),
+            # An accepted request leaves a leader: the next bid must beat the current price.
+            min_next_bid=from_cents(next_bid_after(accepted.current_cents, accepted.increment_cents)),
             leading=leading,
             max_amount=from_cents(leader_max_cents) if leading and leader_max_cents is not None else None,
             reserve_met=reserve_met(accepted.reserve_cents, accepted.current_cents, accepted.bid_count),
@@ -383,12 +370,7 @@ class BiddingService:
         state = await repo.get(listing_id)
         if state is None:
             raise _UnknownAuctionError
-        min_next = min_next_bid_cents(
-            bid_count=state.bid_count,
-            start_cents=state.start_cents,
-            current_cents=state.current_cents,
-            increment_cents=state.increment_cents,
-        )
+        min_next = rules_state(state).min_next_cents
         reason = rejection(
             open_=state.status == OPEN,
             ends_at=state.ends_at,

@@ -17,9 +17,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from tests.conftest import RUN_PREFIX
 
@@ -146,3 +148,39 @@ def distributed_stack(tmp_path_factory: pytest.TempPathFactory, pg_url: str, amq
 @pytest.fixture(params=["embedded", "distributed"])
 def any_stack(request: pytest.FixtureRequest) -> Stack:
     return request.getfixturevalue("stack" if request.param == "embedded" else "distributed_stack")  # type: ignore[no-any-return]
+
+
+# ----- the browser tests' (Debian's chromium through Playwright; one browser per test module)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def base_url(stack: Any) -> str:
+    return str(stack.base_url).rstrip("/")
+
+
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
+    made: list[BrowserContext] = []
+    yield made
+    for context in made:
+        context.close()

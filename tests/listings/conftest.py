@@ -6,8 +6,6 @@ through a connection of its own); ``feed.wait_for(...)`` waits for an event the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,9 +15,7 @@ from fastapi import FastAPI
 
 from services.listings.app import create_app
 from services.listings.config import Settings
-from shared.bus import AmqpBus, InProcessBus
-from tests.conftest import serve
-from tests.listings.support import Feed, drop_broker_objects
+from tests.listings.support import Feed, feed_for, served
 from tests.support.tokens import TestKeys
 
 
@@ -36,31 +32,12 @@ def app(settings: Settings, test_keys: TestKeys) -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    try:
-        async with serve(app) as http:
-            yield http
-    finally:
-        if settings.amqp_url:
-            # Cleanup only: never let a slow broker hold the test run.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(drop_broker_objects(settings), timeout=10)
+    async with served(app, settings) as http:
+        yield http
 
 
 @pytest.fixture
 async def feed(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> AsyncIterator[Feed]:
     """Needs the running service (``client``): in embedded mode it shares the service's in-process bus."""
-    if settings.amqp_url is None:
-        bus = app.state.runtime.bus
-        assert isinstance(bus, InProcessBus)
-        feed = Feed(bus)
-        await bus.consume("test-capture", ["#"], feed.record)
+    async with feed_for(app, settings) as feed:
         yield feed
-        return
-    own = AmqpBus(settings.amqp_url, exchange=settings.events_exchange)
-    await own.start()
-    feed = Feed(own)
-    await own.consume(f"{settings.queue_prefix}capture", ["#"], feed.record, exclusive=True)
-    try:
-        yield feed
-    finally:
-        await own.close()

@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import aio_pika
 import httpx
+from fastapi import FastAPI
 
-from shared.bus import Bus
+from shared.bus import AmqpBus, Bus, InProcessBus
 from shared.config import ServiceSettings
 from shared.events import Envelope
+from tests.conftest import serve
 from tests.support.tokens import TestKeys
 
 
@@ -122,3 +124,36 @@ async def drop_broker_objects(settings: ServiceSettings) -> None:
                 await channel.exchange_delete(exchange)
     finally:
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def served(app: FastAPI, settings: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The service app under a test client; in postgres mode its queues and exchanges go afterwards."""
+    try:
+        async with serve(app) as http:
+            yield http
+    finally:
+        if settings.amqp_url:
+            # Cleanup only: never let a slow broker hold the test run.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(drop_broker_objects(settings), timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def feed_for(app: FastAPI, settings: ServiceSettings) -> AsyncIterator[Feed]:
+    """A feed into a running service (its in-process bus in embedded mode), recording what it publishes."""
+    if settings.amqp_url is None:
+        bus = app.state.runtime.bus
+        assert isinstance(bus, InProcessBus)
+        feed = Feed(bus)
+        await bus.consume("test-capture", ["#"], feed.record)
+        yield feed
+        return
+    own = AmqpBus(settings.amqp_url, exchange=settings.events_exchange)
+    await own.start()
+    feed = Feed(own)
+    await own.consume(f"{settings.queue_prefix}capture", ["#"], feed.record, exclusive=True)
+    try:
+        yield feed
+    finally:
+        await own.close()

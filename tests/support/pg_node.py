@@ -11,17 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.rabbit_node import free_port, port_open
 
 
 def _bin_dir() -> Path:
@@ -33,14 +28,6 @@ def _bin_dir() -> Path:
             raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) on this machine")
         return Path(initdb).parent
     return found[-1].parent
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class PgNode:
@@ -90,7 +77,7 @@ class PgNode:
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {done.stderr.decode(errors='replace')}\n{self.logs()}")
         deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
+        while not port_open(self.port):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"PostgreSQL on {self.port} did not open its port within {timeout} s")
             time.sleep(0.1)

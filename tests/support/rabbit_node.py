@@ -25,7 +25,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -78,7 +78,7 @@ class RabbitNode:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server {self.name} exited with {self._process.returncode}")
-            if _port_open(self.port) and self._ctl("await_startup", timeout=30).returncode == 0:
+            if port_open(self.port) and self._ctl("await_startup", timeout=30).returncode == 0:
                 return
             time.sleep(0.3)
         raise TimeoutError(f"rabbitmq node {self.name} did not start within {timeout} s")
@@ -107,7 +107,7 @@ class RabbitNode:
         self._process.wait(timeout=30)
         self._process = None
         deadline = time.monotonic() + 30
-        while _port_open(self.port) and time.monotonic() < deadline:
+        while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def restart(self) -> None:

@@ -4,7 +4,6 @@ leaving a rating, and what profiles show; in both run modes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -19,11 +18,9 @@ from services.users import events
 from services.users.app import create_app
 from services.users.config import Settings
 from services.users.models import Sale
-from shared.bus import AmqpBus, InProcessBus
 from shared.events import Envelope, format_time
 from shared.inbox import idempotent
-from tests.conftest import serve
-from tests.listings.support import Feed, drop_broker_objects, eventually
+from tests.listings.support import Feed, eventually, feed_for, served
 from tests.users.test_api import assert_problem, bearer, login, register
 
 
@@ -39,29 +36,15 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    try:
-        async with serve(app) as http:
-            yield http
-    finally:
-        if settings.amqp_url:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(drop_broker_objects(settings), timeout=10)
+    async with served(app, settings) as http:
+        yield http
 
 
 @pytest.fixture
 async def feed(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> AsyncIterator[Feed]:
     """Publishes events as the bidding service would: on the service's in-process bus, or on RabbitMQ."""
-    if settings.amqp_url is None:
-        bus = app.state.runtime.bus
-        assert isinstance(bus, InProcessBus)
-        yield Feed(bus)
-        return
-    own = AmqpBus(settings.amqp_url, exchange=settings.events_exchange)
-    await own.start()
-    try:
-        yield Feed(own)
-    finally:
-        await own.close()
+    async with feed_for(app, settings) as feed:
+        yield feed
 
 
 class Party:

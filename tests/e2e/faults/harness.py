@@ -36,8 +36,8 @@ import asyncpg
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from tests.support.pg_node import PgNode, free_port
-from tests.support.rabbit_node import RabbitNode
+from tests.support.pg_node import PgNode
+from tests.support.rabbit_node import RabbitNode, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 BACKENDS = ("users", "listings", "bidding", "chat")
